@@ -1,0 +1,32 @@
+"""The ``nhance-batch`` command line: thin wrappers over the library, one module per command group.
+
+Exit codes: 0 success, 1 some work failed, 2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from nhance_batch import __version__
+from nhance_batch.cli.bench import bench
+from nhance_batch.cli.image import enhance_image
+from nhance_batch.cli.models import models
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="nhance-batch")
+def cli() -> None:
+    """Enhance phone videos and photos with the DPED photo enhancer, on a laptop or a Ray cluster."""
+
+
+cli.add_command(enhance_image)
+cli.add_command(models)
+cli.add_command(bench)
+
+
+def main() -> None:
+    # TensorFlow's C++ start-up chatter is noise for a CLI user; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli()

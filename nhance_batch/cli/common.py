@@ -1,0 +1,36 @@
+"""Options and error handling shared by the commands."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+CONFIG_ERROR_EXIT = 2
+
+
+def model_options(fn):
+    """``--model`` and ``--model-path``, shared by every command that runs the enhancer."""
+    fn = click.option("--model-path", type=click.Path(path_type=Path), default=None,
+                      help="Explicit checkpoint prefix (e.g. ./iphone_orig) or folder; "
+                           "overrides --model.")(fn)
+    return click.option("--model", "model_name", default="iphone", metavar="NAME",
+                        help="Registry model: iphone, blackberry or sony.")(fn)
+
+
+def config_errors(fn):
+    """Turn configuration errors (unknown model, bad checksum...) into a message and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from nhance_batch.images import ImageError
+        from nhance_batch.registry import ModelError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ModelError, ImageError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(CONFIG_ERROR_EXIT) from exc
+
+    return wrapper

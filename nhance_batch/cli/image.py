@@ -1,0 +1,33 @@
+"""``nhance-batch enhance-image``: one still image through DPED."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from nhance_batch.cli.common import config_errors, model_options
+
+
+@click.command("enhance-image")
+@click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("dst", metavar="OUT", type=click.Path(path_type=Path, dir_okay=False))
+@model_options
+@click.option("--side-by-side", is_flag=True, help="Write the input and the result side by side.")
+@config_errors
+def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None,
+                  side_by_side: bool) -> None:
+    """Enhance the image IN (any format PIL or PyAV reads) into OUT (.png, .jpg or .jpeg)."""
+    from nhance_batch import images
+    from nhance_batch.config import ModelConfig
+    from nhance_batch.enhancer import Enhancer
+
+    if dst.suffix.lower() not in images.WRITE_FORMATS:
+        raise click.BadParameter(f"{dst.suffix or 'no extension'}; use "
+                                 f"{', '.join(images.WRITE_FORMATS)}", param_hint="OUT")
+    rgb = images.read_image(src)
+    enhancer = Enhancer(ModelConfig(name=model_name, path=model_path, batch_size=1))
+    enhancer.setup()
+    out = enhancer(rgb)
+    images.write_image(dst, images.side_by_side(rgb, out) if side_by_side else out)
+    click.echo(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, model {model_name})")

@@ -1,0 +1,199 @@
+"""Model registry: model names -> checkpoint files, found locally or downloaded and verified.
+
+Resolution order for a model name:
+1. an explicit path (a checkpoint prefix such as ``.../iphone_orig``, or a folder holding the files);
+2. the folder named by the environment variable ``NHANCE_MODELS``;
+3. the user cache folder (``NHANCE_CACHE`` or the platform's cache dir, under ``models/``);
+4. a download from the registry's URL into the cache (atomic, sha256 verified).
+
+Files found in 2 and 3 are checked against the registry's sha256 too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+ENV_MODELS = "NHANCE_MODELS"
+ENV_CACHE = "NHANCE_CACHE"
+DOWNLOAD_TIMEOUT_S = 60
+
+
+class ModelError(RuntimeError):
+    """A model could not be resolved; the message says what was looked for and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: its checkpoint prefix name, files with sha256, and download URL."""
+
+    name: str
+    description: str
+    checkpoint: str
+    url_prefix: str
+    files: tuple[tuple[str, str], ...]  # (file name, sha256)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model was found: ``prefix`` is the checkpoint prefix to load."""
+
+    name: str
+    prefix: Path
+    source: str  # "path", "env", "cache" or "download"
+
+
+def _registry_text() -> str:
+    packaged = resources.files("nhance_batch") / "_models" / "registry.toml"
+    if packaged.is_file():
+        return packaged.read_text()
+    # editable install / source checkout: the registry lives in the repository's models/
+    return (Path(__file__).resolve().parents[1] / "models" / "registry.toml").read_text()
+
+
+@lru_cache(maxsize=1)
+def load_registry() -> tuple[str, dict[str, ModelSpec]]:
+    """The default model name and every registry entry, from ``models/registry.toml``."""
+    data = tomllib.loads(_registry_text())
+    specs = {
+        name: ModelSpec(name=name, description=entry.get("description", ""),
+                        checkpoint=entry["checkpoint"], url_prefix=entry["url_prefix"],
+                        files=tuple(sorted(entry["files"].items())))
+        for name, entry in data["models"].items()
+    }
+    return data["default"], specs
+
+
+def default_model() -> str:
+    return load_registry()[0]
+
+
+def get_spec(name: str) -> ModelSpec:
+    specs = load_registry()[1]
+    if name not in specs:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(specs))} "
+                         "(or pass an explicit checkpoint path)")
+    return specs[name]
+
+
+def cache_dir() -> Path:
+    """The folder where downloaded models are kept (``$NHANCE_CACHE/models`` if set)."""
+    base = os.environ.get(ENV_CACHE)
+    if not base:
+        from platformdirs import user_cache_dir
+
+        base = user_cache_dir("nhance-batch")
+    return Path(base) / "models"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(spec: ModelSpec, folder: Path, where: str) -> None:
+    for file_name, expected in spec.files:
+        actual = sha256(folder / file_name)
+        if actual != expected:
+            raise ModelError(
+                f"model {spec.name!r}: {folder / file_name} (from {where}) has sha256 {actual}, "
+                f"expected {expected}. The file is corrupt or a different model: delete it, "
+                f"or point {ENV_MODELS} at a folder holding the published {spec.checkpoint}.* files.")
+
+
+def _missing(spec: ModelSpec, folder: Path) -> list[str]:
+    return [f for f, _ in spec.files if not (folder / f).is_file()]
+
+
+def _download(spec: ModelSpec, folder: Path) -> None:
+    """Fetch every file of ``spec`` into ``folder``: temp file, verify sha256, then rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, expected in spec.files:
+        target = folder / file_name
+        if target.is_file() and sha256(target) == expected:
+            continue
+        url = spec.url_prefix + file_name
+        tmp = folder / f".{file_name}.{os.getpid()}.part"
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+                    open(tmp, "wb") as out:
+                while block := response.read(1 << 20):
+                    out.write(block)
+            actual = sha256(tmp)
+            if actual != expected:
+                raise ModelError(
+                    f"model {spec.name!r}: download of {url} has sha256 {actual}, expected "
+                    f"{expected}; nothing was kept. Retry, or place the published files in a "
+                    f"folder and set {ENV_MODELS} to it.")
+            os.replace(tmp, target)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ModelError(
+                f"model {spec.name!r}: not found in ${ENV_MODELS} or the cache ({folder}), and "
+                f"downloading {url} failed: {reason}. On a machine without network access, "
+                f"copy {', '.join(f for f, _ in spec.files)} into a folder and set "
+                f"{ENV_MODELS} to it.") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _explicit(path: Path, name: str) -> ResolvedModel:
+    prefix = path
+    if path.is_dir():
+        indexes = sorted(path.glob("*.index"))
+        if len(indexes) != 1:
+            raise ModelError(f"model path {path} is a folder with {len(indexes)} checkpoint "
+                             "*.index files; pass the checkpoint prefix (e.g. .../iphone_orig)")
+        prefix = indexes[0].with_suffix("")
+    if not prefix.with_name(prefix.name + ".index").is_file():
+        raise ModelError(f"model path {path}: no checkpoint {prefix}.index found; pass the "
+                         "checkpoint prefix (e.g. .../iphone_orig) or a folder holding it")
+    return ResolvedModel(name, prefix, "path")
+
+
+def resolve(name: str | None = None, path: str | os.PathLike | None = None, *,
+            download: bool = True, spec: ModelSpec | None = None) -> ResolvedModel:
+    """Find (or fetch) the checkpoint of model ``name``; see the module docstring for the order.
+
+    Args:
+        name: registry name; the registry's default when None.
+        path: explicit checkpoint prefix or folder; wins over everything else, not verified.
+        download: allow step 4.
+        spec: use this entry instead of the registry's (tests, private mirrors).
+    Raises:
+        ModelError: unknown name, missing or corrupt files, or a failed download.
+    """
+    name = name or default_model()
+    if path is not None:
+        return _explicit(Path(path), name)
+    spec = spec or get_spec(name)
+    env = os.environ.get(ENV_MODELS)
+    if env:
+        folder = Path(env)
+        missing = _missing(spec, folder)
+        if missing:
+            raise ModelError(f"model {spec.name!r}: {ENV_MODELS}={env} is set but lacks "
+                             f"{', '.join(missing)}; put the files there or unset {ENV_MODELS} "
+                             "to use the cache and download.")
+        _verify(spec, folder, f"${ENV_MODELS}")
+        return ResolvedModel(spec.name, folder / spec.checkpoint, "env")
+    folder = cache_dir()
+    if not _missing(spec, folder):
+        _verify(spec, folder, "the cache")
+        return ResolvedModel(spec.name, folder / spec.checkpoint, "cache")
+    if not download:
+        raise ModelError(f"model {spec.name!r} is not in ${ENV_MODELS} (unset) nor in the cache "
+                         f"({folder}); set {ENV_MODELS} to a folder holding "
+                         f"{', '.join(f for f, _ in spec.files)}, or allow the download.")
+    _download(spec, folder)
+    return ResolvedModel(spec.name, folder / spec.checkpoint, "download")
