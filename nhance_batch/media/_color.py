@@ -1,0 +1,30 @@
+"""The YUV <-> RGB conversion parameters shared by decoding and encoding.
+
+Decoding and encoding must use the same matrix and range, or an identity
+enhancer would shift colours. Both follow the source's tags: its matrix
+(BT.601 when unset, swscale's default) and its range (limited unless tagged full).
+"""
+
+from __future__ import annotations
+
+from nhance_batch.media.probe import ColorInfo
+
+# AVColorSpace -> swscale colourspace (SWS_CS_*). Unknown or unset: swscale's default (BT.601).
+_SWS_COLORSPACE = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+_SWS_DEFAULT = 5
+_JPEG_RANGE = 2
+
+
+def sws_colorspace(color: ColorInfo) -> int:
+    """The swscale colourspace matching the source's matrix tag."""
+    return _SWS_COLORSPACE.get(color.matrix if color.matrix is not None else -1, _SWS_DEFAULT)
+
+
+def sws_range(color: ColorInfo) -> str:
+    """``"JPEG"`` (full) when the source is tagged full range, else ``"MPEG"`` (limited)."""
+    return "JPEG" if color.range == _JPEG_RANGE else "MPEG"
+
+
+def rgb_format(high_bit_depth: bool) -> str:
+    """The RGB pixel format frames are handed over in."""
+    return "rgb48le" if high_bit_depth else "rgb24"

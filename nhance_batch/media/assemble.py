@@ -1,0 +1,313 @@
+"""Assemble encoded parts and the source's other streams into the final video.
+
+Nothing is re-encoded: the parts' video packets are copied in order, and every
+audio, subtitle, data and attachment stream of the source is copied packet by
+packet (audio packets stay byte-identical). The source's display matrix
+(rotation, flips) and colour tags are kept.
+
+Output container: by default the source's own format (MP4 stays MP4 — MOV when
+the source's name ends in ``.mov`` —, Matroska stays Matroska, WebM, AVI, NUT,
+MPEG-TS, ...). When that format cannot carry the video codec of the parts (e.g.
+FFV1 from lossless mode in MOV), or one of the audio/subtitle codecs, the output
+falls back to Matroska. ``container=`` forces a format; it is an error if it
+cannot carry the streams.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from nhance_batch.config import EncodeConfig
+from nhance_batch.media._open import _ffmpeg_reason, open_input, open_output
+from nhance_batch.media.encode import LOSSLESS_CODEC, encoder_settings, mov_options
+from nhance_batch.media.errors import MediaError
+from nhance_batch.media.probe import VideoInfo, probe
+
+log = logging.getLogger(__name__)
+
+#: Fallback output format when the source's format cannot carry the streams.
+FALLBACK_FORMAT = "matroska"
+
+# Demuxer name (first of FFmpeg's list) -> muxer of the same format.
+_MUXER_FOR_DEMUXER = {
+    "mov": "mp4",
+    "matroska": "matroska",
+    "avi": "avi",
+    "nut": "nut",
+    "mpegts": "mpegts",
+    "flv": "flv",
+    "ogg": "ogg",
+    "mpeg": "mpeg",
+    "asf": "asf",
+    "ivf": "ivf",
+    "mxf": "mxf",
+}
+_MUXER_FOR_SUFFIX = {".mov": "mov", ".webm": "webm", ".m4v": "mp4", ".3gp": "3gp"}
+# Matroska would shift every timestamp when a stream starts below zero (AAC priming
+# in MP4 sources); small negative times are valid there as block offsets, so keep them.
+_MUXER_OPTIONS = {"matroska": {"avoid_negative_ts": "disabled"}, "webm": {"avoid_negative_ts": "disabled"}}
+# Streams that must make it into the output; others are copied when the muxer allows.
+_REQUIRED_KINDS = ("audio", "subtitle")
+
+
+def assemble(
+    source: str | os.PathLike[str],
+    info: VideoInfo,
+    parts: Sequence[str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    config: EncodeConfig,
+    *,
+    container: str | None = None,
+) -> None:
+    """Write ``dest``: the parts' video packets plus every other stream of ``source``.
+
+    Args:
+        source: the original video (``info`` is its probe result).
+        info: probe result of ``source``.
+        parts: part files from :func:`encode_part`, in chunk order.
+        dest: output path (written to ``<dest>.partial`` first, then renamed).
+        config: the encode config the parts were made with (checked against them).
+        container: FFmpeg muxer name; default: the source's format, falling back
+            to Matroska when it cannot carry the streams (see module docstring).
+
+    Timestamps are copied; a DTS is only raised where two parts would overlap
+    in decode order. After writing, the output's frame timestamps are checked
+    against the source's (to the output's time base).
+
+    Raises:
+        MediaError: no parts, parts that do not match each other or ``config``,
+            a container that cannot carry the streams, muxing errors, or output
+            timestamps that differ from the source's.
+    """
+    import av
+
+    spath, sdest = os.fspath(source), os.fspath(dest)
+    part_paths = [os.fspath(p) for p in parts]
+    if not part_paths:
+        raise MediaError(sdest, "no parts to assemble")
+    first = _part_params(part_paths[0])
+    if config.lossless and first["codec"] != LOSSLESS_CODEC:
+        raise MediaError(part_paths[0], f"lossless mode expects {LOSSLESS_CODEC} parts, got {first['codec']}")
+
+    try:
+        with open_input(spath) as src, open_input(part_paths[0]) as part0:
+            other_streams = [s for s in src.streams if s.type in ("audio", "subtitle", "data", "attachment")]
+            fmt = _choose_format(spath, info, first["codec"], container, sdest)
+            options = mov_options(info.time_base) if fmt in ("mp4", "mov") else _MUXER_OPTIONS.get(fmt)
+            with open_output(sdest, fmt, options) as out:
+                video = out.add_stream_from_template(part0.streams.video[0])
+                video.time_base = info.time_base
+                if info.display_matrix is not None:
+                    video.set_display_matrix(info.display_matrix)
+                elif info.rotation:
+                    video.set_display_rotation(info.rotation)
+                _copy_tags(src.streams[info.stream_index], video)
+                out.metadata.update(src.metadata)
+                mapping = _add_other_streams(out, other_streams, sdest)
+                out.start_encoding()
+                packets = heapq.merge(
+                    _video_packets(part_paths, first, video),
+                    _source_packets(src, mapping),
+                    key=lambda item: item[0],
+                )
+                for _, packet, stream in packets:
+                    packet.stream = stream
+                    out.mux(packet)
+    except av.FFmpegError as exc:
+        raise MediaError(sdest, f"muxing failed ({_ffmpeg_reason(exc)})") from None
+    _verify_timestamps(sdest, info)
+
+
+def _default_format(source: str, info: VideoInfo) -> str:
+    suffix = Path(source).suffix.lower()
+    demuxer = info.container.split(",")[0]
+    muxer = _MUXER_FOR_DEMUXER.get(demuxer, FALLBACK_FORMAT)
+    if demuxer in ("mov", "matroska") and suffix in _MUXER_FOR_SUFFIX:
+        muxer = _MUXER_FOR_SUFFIX[suffix]
+    return muxer
+
+
+def output_container(
+    source: str | os.PathLike[str],
+    info: VideoInfo,
+    config: EncodeConfig,
+    *,
+    container: str | None = None,
+) -> str:
+    """The muxer :func:`assemble` will write for these settings (to name the output file).
+
+    Raises:
+        MediaError: no container can carry the streams (see :func:`assemble`).
+    """
+    import av
+
+    encoder = encoder_settings(info, config).codec
+    codec = av.codec.Codec(encoder, "w").canonical_name
+    return _choose_format(os.fspath(source), info, codec, container, os.fspath(source))
+
+
+def _choose_format(source: str, info: VideoInfo, video_codec: str, forced: str | None, dest: str) -> str:
+    """The output muxer: ``forced``, else the source's format, else the fallback."""
+    import av
+
+    required = [video_codec] + [s.codec for s in info.other_streams if s.kind in _REQUIRED_KINDS and s.codec]
+    candidates = [forced] if forced else [_default_format(source, info), FALLBACK_FORMAT]
+    first_missing: list[str] = []
+    for fmt in candidates:
+        try:
+            name = av.format.ContainerFormat(fmt, "w").name
+        except (av.FFmpegError, ValueError):
+            raise MediaError(dest, f"unknown output container {fmt!r}") from None
+        missing = _unsupported(name, required)
+        if not missing:
+            if fmt != candidates[0]:
+                log.info("%s: %s cannot carry %s; using %s", dest, candidates[0], first_missing, fmt)
+            return name
+        first_missing = first_missing or missing
+    raise MediaError(dest, f"no output container can carry the codecs {required} (tried {candidates})")
+
+
+def _unsupported(fmt: str, codecs: list[str]) -> list[str]:
+    """Codecs of ``codecs`` that muxer ``fmt`` cannot store."""
+    import io
+
+    import av
+
+    probe_out = av.open(io.BytesIO(), mode="w", format=fmt)
+    try:
+        supported = probe_out.supported_codecs
+    finally:
+        probe_out.close()
+    return [c for c in codecs if c not in supported]
+
+
+def _add_other_streams(out: Any, streams: list[Any], dest: str) -> dict[int, Any]:
+    """Add a copy of every non-video stream; return source index -> output stream."""
+    import av
+
+    supported = out.supported_codecs
+    mapping: dict[int, Any] = {}
+    for stream in streams:
+        codec = stream.codec_context.name if stream.codec_context is not None else None
+        if stream.type not in _REQUIRED_KINDS and (codec is None or codec not in supported):
+            log.warning(
+                "%s: dropping %s stream #%d (%s): the container cannot carry it",
+                dest, stream.type, stream.index, codec,
+            )
+            continue
+        try:
+            copy = out.add_stream_from_template(stream)
+        except (av.FFmpegError, ValueError) as exc:
+            if stream.type in _REQUIRED_KINDS:
+                raise MediaError(dest, f"cannot copy {stream.type} stream #{stream.index} ({exc})") from None
+            log.warning("%s: dropping %s stream #%d: %s", dest, stream.type, stream.index, exc)
+            continue
+        copy.time_base = stream.time_base
+        _copy_tags(stream, copy)
+        mapping[stream.index] = copy
+    return mapping
+
+
+def _copy_tags(source: Any, copy: Any) -> None:
+    """Copy a stream's metadata (language, title...) and disposition (default, forced...)."""
+    copy.metadata.update(source.metadata)
+    copy.disposition = int(source.disposition)
+
+
+def _part_params(path: str) -> dict[str, Any]:
+    """Codec parameters of a part's video stream, to check that parts can be joined."""
+    with open_input(path) as part:
+        if not part.streams.video:
+            raise MediaError(path, "part has no video stream")
+        cc = part.streams.video[0].codec_context
+        return {
+            "codec": cc.name,
+            "width": cc.width,
+            "height": cc.height,
+            "pix_fmt": cc.pix_fmt,
+            "extradata": bytes(cc.extradata or b""),
+        }
+
+
+def _video_packets(
+    parts: list[str], expected: dict[str, Any], out_stream: Any
+) -> Iterator[tuple[Fraction, Any, Any]]:
+    """The parts' video packets in decode order, re-stamped into ``out_stream``'s time base.
+
+    PTS are only converted between time bases. A DTS is raised (by the least
+    amount) where a part's first DTS would not come after the previous part's
+    last one; that can happen at joins because each part starts its own
+    B-frame delay.
+    """
+    tb = out_stream.time_base
+    last_dts: int | None = None
+    for path in parts:
+        params = _part_params(path)
+        if params != expected:
+            diff = sorted(k for k in params if params[k] != expected[k])
+            raise MediaError(path, f"part does not match the first part ({', '.join(diff)} differ)")
+        with open_input(path) as part:
+            stream = part.streams.video[0]
+            for packet in part.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                src_tb = packet.time_base
+                pts = _rescale(packet.pts, src_tb, tb)
+                dts = _rescale(packet.dts, src_tb, tb) if packet.dts is not None else pts
+                if last_dts is not None and dts <= last_dts:
+                    dts = last_dts + 1
+                if dts > pts:
+                    raise MediaError(path, f"cannot join parts: DTS would pass PTS at pts {pts}")
+                packet.duration = _rescale(packet.duration, src_tb, tb) if packet.duration else 0
+                packet.pts, packet.dts = pts, dts
+                packet.time_base = tb
+                last_dts = dts
+                yield dts * tb, packet, out_stream
+
+
+def _source_packets(src: Any, mapping: dict[int, Any]) -> Iterator[tuple[Fraction, Any, Any]]:
+    """The source's packets of the copied streams, untouched."""
+    if not mapping:
+        return
+    streams = [s for s in src.streams if s.index in mapping]
+    for packet in src.demux(streams):
+        if packet.size == 0 and packet.pts is None and packet.dts is None:
+            continue  # demuxer flush packet
+        ts = packet.dts if packet.dts is not None else packet.pts
+        key = ts * packet.time_base if ts is not None and packet.time_base is not None else Fraction(0)
+        yield key, packet, mapping[packet.stream.index]
+
+
+def _rescale(value: int, src: Fraction, dst: Fraction) -> int:
+    """``value`` from time base ``src`` to ``dst``, rounded to nearest (exact when possible)."""
+    if src == dst:
+        return value
+    return round(value * src / dst)
+
+
+def _verify_timestamps(dest: str, info: VideoInfo) -> None:
+    """Check that ``dest``'s frame timestamps are the source's; remove ``dest`` if not."""
+    result = probe(dest)
+    tolerance = result.time_base / 2
+    ok = result.frame_count == info.frame_count and all(
+        abs(a * result.time_base - b * info.time_base) <= tolerance
+        for a, b in zip(result.pts, info.pts, strict=True)
+    )
+    if not ok:
+        Path(dest).unlink(missing_ok=True)
+        raise MediaError(
+            dest,
+            f"output timestamps differ from the source's ({result.frame_count} frames "
+            f"{_head(result)}, source {info.frame_count} frames {_head(info)}); output removed",
+        )
+
+
+def _head(info: VideoInfo) -> str:
+    """The first timestamps of ``info`` in seconds, for error messages."""
+    return "[" + ", ".join(f"{float(p * info.time_base):.4f}" for p in info.pts[:4]) + ", ...]"

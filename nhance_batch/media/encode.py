@@ -1,0 +1,211 @@
+"""Encode a chunk's output frames into a part file.
+
+Part files are MP4 (:data:`PART_FORMAT`): the MP4 muxer keeps the source's time
+base exactly (its timescale is the time base's denominator, multiplied by a power
+of two when below 10000, so every PTS maps to an integer), stores B-frame DTS
+before the first PTS with an edit list, and carries H.264/HEVC/AV1 and FFV1.
+Each part starts with a keyframe and carries the source's own PTS.
+
+Pixel formats (lossy mode):
+
+* 8-bit sources: ``yuv420p``; 10-bit and deeper sources: ``yuv420p10le``.
+* Odd widths or heights cannot be 4:2:0 (chroma would need half pixels), so
+  those use ``yuv444p`` / ``yuv444p10le`` and keep their exact size.
+
+Lossless mode (``EncodeConfig.lossless``): FFV1 in RGB, ``bgr0`` for 8-bit
+frames and ``rgb48le`` for 16-bit ones, so decoding returns the given RGB
+arrays bit for bit (the configured codec is ignored).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from nhance_batch.config import EncodeConfig
+from nhance_batch.media._color import rgb_format, sws_colorspace, sws_range
+from nhance_batch.media._open import _ffmpeg_reason, open_output
+from nhance_batch.media.errors import MediaError
+from nhance_batch.media.probe import VideoInfo
+
+#: Container of the part files.
+PART_FORMAT = "mp4"
+#: Encoder used in lossless mode.
+LOSSLESS_CODEC = "ffv1"
+
+_PIX_FMT_CANDIDATES: dict[tuple[bool, bool], tuple[str, ...]] = {
+    # (high bit depth, odd size) -> preferred pixel formats, best first
+    (False, False): ("yuv420p", "yuv444p"),
+    (False, True): ("yuv444p",),
+    (True, False): ("yuv420p10le", "yuv444p10le", "yuv420p12le", "yuv444p12le"),
+    (True, True): ("yuv444p10le", "yuv444p12le", "yuv444p16le"),
+}
+_PRESET_ENCODERS = frozenset({"libx264", "libx265", "libx264rgb"})
+_FALLBACK_RATE = Fraction(25)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What :func:`encode_part` will use for a given source and config.
+
+    Attributes:
+        codec: FFmpeg encoder name.
+        pix_fmt: pixel format handed to the encoder.
+        options: encoder options (CRF, preset...).
+        lossless: RGB lossless mode (no YUV conversion, no colour-matrix tag).
+    """
+
+    codec: str
+    pix_fmt: str
+    options: dict[str, str]
+    lossless: bool
+
+
+def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
+    """Choose encoder, pixel format and options for ``info``'s frames.
+
+    Raises:
+        MediaError: the configured encoder does not exist or cannot take any
+            suitable pixel format.
+    """
+    import av
+
+    if config.lossless:
+        pix_fmt = "rgb48le" if info.high_bit_depth else "bgr0"
+        return EncoderSettings(LOSSLESS_CODEC, pix_fmt, {}, lossless=True)
+    try:
+        codec = av.codec.Codec(config.codec, "w")
+    except (av.FFmpegError, ValueError):
+        raise MediaError(info.path, f"video encoder {config.codec!r} is not available") from None
+    supported = {f.name for f in codec.video_formats or ()}
+    odd = info.width % 2 == 1 or info.height % 2 == 1
+    for pix_fmt in _PIX_FMT_CANDIDATES[(info.high_bit_depth, odd)]:
+        if pix_fmt in supported:
+            break
+    else:
+        raise MediaError(
+            info.path,
+            f"encoder {config.codec!r} supports none of the pixel formats for a "
+            f"{info.width}x{info.height} {info.bit_depth}-bit video",
+        )
+    options = {"crf": str(config.crf)}
+    if config.codec in _PRESET_ENCODERS:
+        options["preset"] = config.preset
+    return EncoderSettings(config.codec, pix_fmt, options, lossless=False)
+
+
+def encode_part(
+    frames: np.ndarray,
+    pts: np.ndarray,
+    info: VideoInfo,
+    dest: str | os.PathLike[str],
+    config: EncodeConfig,
+) -> None:
+    """Encode a chunk's output frames (context already dropped) into the part file ``dest``.
+
+    Args:
+        frames: ``[n, H, W, 3]`` RGB, ``uint8`` (or ``uint16`` for sources deeper
+            than 8 bits), at the source's size.
+        pts: ``[n]`` strictly increasing timestamps in ``info.time_base``.
+        info: the source's probe result.
+        dest: local path of the part (MP4, see :data:`PART_FORMAT`).
+        config: encoder settings; see the module docstring for pixel formats.
+
+    Raises:
+        ValueError: ``frames`` or ``pts`` do not fit ``info``.
+        MediaError: the encoder or muxer failed.
+    """
+    import av
+
+    _check_frames(frames, pts, info)
+    settings = encoder_settings(info, config)
+    in_format = rgb_format(info.high_bit_depth)
+    to_yuv: dict[str, Any] = {
+        "format": settings.pix_fmt,
+        "dst_colorspace": sws_colorspace(info.color),
+        "dst_color_range": sws_range(info.color),
+    }
+    try:
+        with open_output(dest, PART_FORMAT, mov_options(info.time_base)) as container:
+            stream = container.add_stream(
+                settings.codec, rate=_frame_rate(info), options=settings.options
+            )
+            stream.width = info.width
+            stream.height = info.height
+            stream.pix_fmt = settings.pix_fmt
+            stream.time_base = info.time_base
+            stream.codec_context.time_base = info.time_base
+            stream.codec_context.thread_type = "AUTO"
+            _tag_colors(stream.codec_context, info, settings.lossless)
+            for array, timestamp in zip(frames, pts, strict=True):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format=in_format)
+                if settings.lossless:
+                    if settings.pix_fmt != in_format:
+                        frame = frame.reformat(format=settings.pix_fmt)
+                else:
+                    frame = frame.reformat(**to_yuv)
+                frame.pts = int(timestamp)
+                frame.time_base = info.time_base
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    except av.FFmpegError as exc:
+        raise MediaError(os.fspath(dest), f"encoding failed ({_ffmpeg_reason(exc)})") from None
+
+
+def mov_options(time_base: Fraction) -> dict[str, str]:
+    """MP4/MOV muxer options that keep timestamps in ``time_base`` exact.
+
+    A track that does not start at zero gets an edit list whose durations are
+    in the *movie* timescale (1000 by default), which would round the start
+    to a millisecond; use the time base's own denominator instead.
+    """
+    den = time_base.denominator
+    return {"movie_timescale": str(den)} if 0 < den < 2**31 else {}
+
+
+def _check_frames(frames: np.ndarray, pts: np.ndarray, info: VideoInfo) -> None:
+    dtype = np.uint16 if info.high_bit_depth else np.uint8
+    shape = (info.height, info.width, 3)
+    if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[1:] != shape:
+        got = getattr(frames, "shape", None)
+        raise ValueError(f"frames must be [n, {info.height}, {info.width}, 3], got {got}")
+    if frames.dtype != dtype:
+        raise ValueError(
+            f"frames must be {np.dtype(dtype).name} for a {info.bit_depth}-bit source, got {frames.dtype}"
+        )
+    pts = np.asarray(pts)
+    if pts.ndim != 1 or pts.shape[0] != frames.shape[0]:
+        raise ValueError(f"pts must be [{frames.shape[0]}], got {pts.shape}")
+    if frames.shape[0] == 0:
+        raise ValueError("a part needs at least one frame")
+    if not np.issubdtype(pts.dtype, np.integer) or (np.diff(pts) <= 0).any():
+        raise ValueError("pts must be strictly increasing integers")
+
+
+def _frame_rate(info: VideoInfo) -> Fraction:
+    """The nominal rate given to the encoder (rate control only; timestamps come from pts)."""
+    if info.average_rate:
+        return info.average_rate
+    if info.frame_count > 1 and info.pts[-1] > info.pts[0]:
+        rate = (info.frame_count - 1) / ((info.pts[-1] - info.pts[0]) * info.time_base)
+        return Fraction(rate).limit_denominator(1001)
+    return _FALLBACK_RATE
+
+
+def _tag_colors(codec_context: Any, info: VideoInfo, lossless: bool) -> None:
+    """Write the source's colour tags into the stream (RGB keeps only primaries/transfer)."""
+    color = info.color
+    if color.primaries is not None:
+        codec_context.color_primaries = color.primaries
+    if color.transfer is not None:
+        codec_context.color_trc = color.transfer
+    if lossless:
+        return
+    if color.matrix is not None:
+        codec_context.colorspace = color.matrix
+    if color.range is not None:
+        codec_context.color_range = color.range
