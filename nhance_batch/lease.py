@@ -301,3 +301,12 @@ class Lease:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def live_holder(path: str) -> dict[str, Any] | None:
+    """The record of the driver holding the lease at ``path`` if it is alive, else None."""
+    try:
+        holder = Lease(path)._read()
+    except ValueError:
+        return None
+    return holder if holder is not None and Lease._alive(holder, time.time()) else None

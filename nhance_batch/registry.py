@@ -11,7 +11,6 @@ Files found in 2 and 3 are checked against the registry's sha256 too.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
 import urllib.error
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+from nhance_batch.checksum import file_sha256 as sha256
 
 ENV_MODELS = "NHANCE_MODELS"
 ENV_CACHE = "NHANCE_CACHE"
@@ -91,14 +92,6 @@ def cache_dir() -> Path:
 
         base = user_cache_dir("nhance-batch")
     return Path(base) / "models"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _verify(spec: ModelSpec, folder: Path, where: str) -> None:

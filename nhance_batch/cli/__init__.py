@@ -13,6 +13,8 @@ from nhance_batch import __version__
 from nhance_batch.cli.bench import bench
 from nhance_batch.cli.image import enhance_image
 from nhance_batch.cli.models import models
+from nhance_batch.cli.run import resume, run
+from nhance_batch.cli.status import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -21,6 +23,9 @@ def cli() -> None:
     """Enhance phone videos and photos with the DPED photo enhancer, on a laptop or a Ray cluster."""
 
 
+cli.add_command(run)
+cli.add_command(resume)
+cli.add_command(status)
 cli.add_command(enhance_image)
 cli.add_command(models)
 cli.add_command(bench)

@@ -73,6 +73,8 @@ def packet_bytes(path: Path, kinds: tuple[str, ...] = ("audio", "subtitle")) -> 
     with av.open(str(path)) as container:
         streams = [s for s in container.streams if s.type in kinds]
         indexes = [s.index for s in streams]
+        if not streams:  # demux([]) would mean every stream
+            return []
         payloads: dict[int, list[bytes]] = {i: [] for i in indexes}
         for packet in container.demux(streams):
             if packet.size:

@@ -82,6 +82,7 @@ def make_video(
     import av
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tb = time_base or Fraction(1) / rate
     if vfr_pts is not None:
         stamps = [int(p) for p in vfr_pts]

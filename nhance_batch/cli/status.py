@@ -1,0 +1,68 @@
+"""``nhance-batch status``: a job's progress from its manifest (works while the job runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT
+
+
+def _driver_alive(output: str) -> bool:
+    from nhance_batch.lease import live_holder
+    from nhance_batch.pipeline.driver import STATE_DIR
+
+    return live_holder(os.path.join(output, STATE_DIR, "lease.json")) is not None
+
+
+@click.command("status")
+@click.argument("output", metavar="OUTPUT")
+@click.option("--manifest", default=None,
+              help="Manifest location [default: OUTPUT/_nhance/manifest.parquet].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(output: str, manifest: str | None, as_json: bool) -> None:
+    """Per video: status (pending, running, done, failed), chunks done/total, frames, error;
+    and the job's progress and ETA. Exit code 2 when OUTPUT holds no job."""
+    from nhance_batch.manifest import ManifestError, load_manifest, summarize_for_status
+    from nhance_batch.pipeline.driver import STATE_DIR
+
+    path = manifest or os.path.join(output, STATE_DIR, "manifest.parquet")
+    try:
+        recorded = load_manifest(path)
+    except ManifestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from exc
+    if recorded is None:
+        click.echo(f"error: no job manifest at {path}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT)
+    report = summarize_for_status(recorded)
+    alive = _driver_alive(output)
+    report["driver_alive"] = alive
+    if not alive:  # a driver that died mid-run left "running" rows: nothing runs them now
+        for video in report["videos"]:
+            if video["status"] == "running":
+                video["status"] = "pending"
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    progress = report["progress"]
+    table = Table(title=f"{output}: {progress['videos_done']}/{progress['videos_total']} videos "
+                        f"done, {progress['videos_failed']} failed")
+    for column in ("video", "status", "chunks", "frames", "error / note"):
+        table.add_column(column, overflow="fold")
+    for video in report["videos"]:
+        table.add_row(video["input"], video["status"],
+                      f"{video['chunks_done']}/{video['chunks_total']}",
+                      str(video["frames"] or ""), video["error"] or video.get("note") or "")
+    console = Console()
+    console.print(table)
+    eta = report.get("eta_seconds")
+    console.print(f"frames {progress['frames_done']}/{progress['frames_total']}, chunks "
+                  f"{progress['chunks_done']}/{progress['chunks_total']}; driver "
+                  f"{'running' if alive else 'not running'}"
+                  + (f"; ETA {eta:.0f} s" if eta is not None and alive else ""))

@@ -1,0 +1,72 @@
+"""Executors: run the stages of :mod:`nhance_batch.pipeline.stages`, here or on Ray.
+
+Both executors offer the same small interface to the driver: submit a probe, a chunk (decode ->
+enhance -> encode) or an assembly, and wait for whichever finishes next. Results are always
+stage result values (a :class:`~nhance_batch.pipeline.stages.Failure` for errors), never
+exceptions. :class:`SequentialExecutor` runs everything in this process, in submission order
+(unit tests, debugging); the Ray executor lives in :mod:`nhance_batch.pipeline.ray_executor`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from typing import Any, Callable, Protocol
+
+from nhance_batch.config import ModelConfig
+from nhance_batch.pipeline import stages
+
+
+class Executor(Protocol):
+    """What the driver needs from an executor."""
+
+    def start(self) -> None: ...
+    def workers(self) -> int: ...
+    def submit_probe(self, source: str) -> Any: ...
+    def submit_chunk(self, task: stages.ChunkTask) -> Any: ...
+    def submit_assemble(self, task: stages.AssembleTask) -> Any: ...
+    def wait(self, handles: list[Any], timeout: float | None) -> list[tuple[Any, Any]]: ...
+    def shutdown(self) -> None: ...
+
+
+class SequentialExecutor:
+    """Runs each submitted job in this process when the driver waits, in submission order."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self._enhance = stages.EnhanceStage(model)
+        self._queue: OrderedDict[int, Callable[[], Any]] = OrderedDict()
+        self._ids = itertools.count()
+
+    def start(self) -> None:
+        self._enhance.setup()
+
+    def workers(self) -> int:
+        return 1
+
+    def _submit(self, job: Callable[[], Any]) -> int:
+        handle = next(self._ids)
+        self._queue[handle] = job
+        return handle
+
+    def submit_probe(self, source: str) -> int:
+        return self._submit(lambda: stages.probe_stage(source))
+
+    def submit_chunk(self, task: stages.ChunkTask) -> int:
+        def run() -> stages.ChunkResult:
+            decoded = stages.decode_stage(task)
+            return stages.encode_stage(task, self._enhance.process(task, decoded))
+
+        return self._submit(run)
+
+    def submit_assemble(self, task: stages.AssembleTask) -> int:
+        return self._submit(lambda: stages.assemble_stage(task))
+
+    def wait(self, handles: list[int], timeout: float | None) -> list[tuple[int, Any]]:
+        wanted = set(handles)
+        for handle in list(self._queue):
+            if handle in wanted:
+                return [(handle, self._queue.pop(handle)())]
+        return []
+
+    def shutdown(self) -> None:
+        self._queue.clear()

@@ -1,0 +1,112 @@
+"""Live progress (rich) and the end-of-run summary table."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from nhance_batch.pipeline.driver import JobSummary
+
+
+class Reporter(Protocol):
+    """What the driver tells about its progress."""
+
+    def start(self, videos: int) -> None: ...
+    def add_total(self, frames: int) -> None: ...
+    def advance(self, frames: int) -> None: ...
+    def video_finished(self, ok: bool) -> None: ...
+    def refresh(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NullReporter:
+    """Counts, shows nothing (tests, library use)."""
+
+    def __init__(self) -> None:
+        self.videos = self.total = self.done = self.videos_done = self.videos_failed = 0
+
+    def start(self, videos: int) -> None:
+        self.videos = videos
+
+    def add_total(self, frames: int) -> None:
+        self.total += frames
+
+    def advance(self, frames: int) -> None:
+        self.done += frames
+
+    def video_finished(self, ok: bool) -> None:
+        if ok:
+            self.videos_done += 1
+        else:
+            self.videos_failed += 1
+
+    def refresh(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class RichReporter(NullReporter):
+    """A live bar on stderr: frames done/total, frames/s, ETA, videos done/failed."""
+
+    def __init__(self, console=None) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]frames"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:.2f} fps"), TextColumn("ETA"), TimeRemainingColumn(),
+            TimeElapsedColumn(), TextColumn("{task.fields[videos]}"),
+            console=self.console, transient=False)
+        self._task = None
+        self._t0 = time.monotonic()
+
+    def _videos(self) -> str:
+        return f"videos {self.videos_done}/{self.videos} done, {self.videos_failed} failed"
+
+    def start(self, videos: int) -> None:
+        super().start(videos)
+        self._t0 = time.monotonic()
+        self._progress.start()
+        self._task = self._progress.add_task("frames", total=None, fps=0.0,
+                                             videos=self._videos())
+
+    def refresh(self) -> None:
+        if self._task is None:
+            return
+        elapsed = time.monotonic() - self._t0
+        self._progress.update(self._task, completed=self.done, total=self.total or None,
+                              fps=self.done / elapsed if elapsed > 0 else 0.0,
+                              videos=self._videos())
+
+    def stop(self) -> None:
+        self.refresh()
+        self._progress.stop()
+
+
+def print_summary(summary: "JobSummary", console=None) -> None:
+    """Per video: frames, time, fps, added flicker, status, error; then per-stage throughput."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=True)
+    table = Table(title=f"run {summary.run}: {len(summary.videos) - summary.failed} done, "
+                        f"{summary.failed} failed")
+    for column in ("video", "status", "frames", "time s", "fps", "added flicker", "error / note"):
+        table.add_column(column, overflow="fold")
+    for video in summary.videos:
+        flicker = "" if video.added_flicker is None else (
+            f"{video.added_flicker:.4f}" + ("" if video.model_flicker is None
+                                            else f" (model {video.model_flicker:.4f})"))
+        table.add_row(video.input, video.status, str(video.frames), f"{video.seconds:.1f}",
+                      f"{video.fps:.2f}", flicker, video.error or video.note or "")
+    console.print(table)
+    fps = summary.stage_fps
+    console.print(f"stages: decode {fps['decode']:.1f} fps, enhance {fps['enhance']:.2f} fps, "
+                  f"encode {fps['encode']:.1f} fps; chunks computed {summary.chunks_computed}, "
+                  f"reused {summary.chunks_skipped}; {summary.seconds:.1f} s")
