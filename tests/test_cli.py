@@ -1,6 +1,7 @@
 """The command line: help for every command, models, enhance-image, bench, exit codes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def test_models_lists_where_each_resolved(runner, models_dir):
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert set(rows) == {"iphone", "blackberry", "sony"}
     assert rows["iphone"]["default"] and rows["iphone"]["source"] == "env"
-    assert rows["sony"]["path"] == str(models_dir / "sony_orig")
+    assert Path(rows["sony"]["path"]).resolve() == (models_dir / "sony_orig").resolve()
 
 
 def test_enhance_image_png_jpeg_and_side_by_side(runner, tmp_path, real_frame):

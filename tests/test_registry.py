@@ -49,7 +49,8 @@ def test_registry_lists_the_three_models():
 
 def test_env_folder_resolves_and_verifies(models_dir):
     found = resolve("sony")
-    assert found.source == "env" and found.prefix == models_dir / "sony_orig"
+    assert found.source == "env"
+    assert found.prefix.resolve() == (models_dir / "sony_orig").resolve()
 
 
 def test_explicit_path_wins(models_dir, tmp_path):

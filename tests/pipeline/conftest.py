@@ -17,7 +17,7 @@ def local_ray():
     """One embedded local Ray for the in-process pipeline tests."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 << 20,
+    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False, object_store_memory=512 << 20,
              log_to_driver=False)
     yield
     ray.shutdown()
