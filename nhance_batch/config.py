@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Frames each side over which the temporal stage smooths the colour gain: measured on real and
@@ -102,10 +102,13 @@ class RunConfig:
     """One batch job: what to read, where to write, and how to process it.
 
     Attributes:
-        input: a video file, a folder (searched recursively by video extension) or a glob.
-        output: the folder that receives ``<path relative to input>`` for each video.
+        input: a video file, a folder (searched recursively by video extension) or a glob;
+            a local path or any fsspec URL (``s3://``, ``gs://``, ``az://``...).
+        output: the folder or prefix that receives ``<path relative to input>`` per video.
         temporal_radius: frames each side over which the per-frame gain is smoothed (0: off);
             ``chunk.overlap`` must be at least this.
+        storage_options: fsspec options (credentials, endpoints), flat or keyed by protocol;
+            never printed, logged or recorded.
     """
 
     input: str
@@ -115,6 +118,7 @@ class RunConfig:
     encode: EncodeConfig = EncodeConfig()
     cluster: ClusterConfig = ClusterConfig()
     temporal_radius: int = DEFAULT_TEMPORAL_RADIUS
+    storage_options: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.temporal_radius < 0:

@@ -41,8 +41,8 @@ class Enhancer:
             registry in :meth:`setup`.
     """
 
-    def __init__(self, config: ModelConfig = ModelConfig(), weights=None) -> None:
-        self.config = config
+    def __init__(self, config: ModelConfig | None = None, weights=None) -> None:
+        self.config = config or ModelConfig()
         self._weights = weights
         self._compiled: dict[tuple, Callable] = {}
         self.model_path: Path | None = None

@@ -157,6 +157,12 @@ class Lease:
             os.fsync(f.fileno())
         return True
 
+    def _mtime(self) -> float:
+        return os.stat(self.path).st_mtime
+
+    def _unlink(self) -> None:
+        os.unlink(self.path)
+
     def _refusal(self, holder: dict[str, Any], now: float) -> LeaseError:
         try:
             age = f"{now - float(holder.get('heartbeat', 0)):.1f} s ago"
@@ -197,7 +203,7 @@ class Lease:
                     if not holder and not force:
                         # Empty/partial: a creator is mid-write, unless the file is stale.
                         try:
-                            stale = now - os.stat(self.path).st_mtime > self.ttl
+                            stale = now - self._mtime() > self.ttl
                         except FileNotFoundError:
                             continue
                         if not stale:
@@ -287,7 +293,7 @@ class Lease:
                 return
             if holder and holder.get("owner") == self.owner:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
+                    self._unlink()
 
     def __enter__(self) -> Lease:
         self.acquire()
@@ -303,10 +309,69 @@ class Lease:
         self.release()
 
 
-def live_holder(path: str) -> dict[str, Any] | None:
+class StoreLease(Lease):
+    """The same lease kept as an object in a store (``s3://``, ``gs://``, ``az://``...).
+
+    Object stores have no exclusive create or rename, so two drivers starting within the same
+    instant could both see no lease; each rewrite is still a whole object, and a driver that
+    finds the lease taken over stops (``lost``).
+    """
+
+    def __init__(self, url: str, storage_options: dict | None = None, **kwargs: Any) -> None:
+        super().__init__("/" + url.split("://", 1)[-1], **kwargs)
+        self.path = url
+        self.storage_options = storage_options or {}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        yield
+
+    def _read(self) -> dict[str, Any] | None:
+        from nhance_batch.storage import read_bytes
+
+        try:
+            record = json.loads(read_bytes(self.path, self.storage_options))
+        except FileNotFoundError:
+            return None
+        if not isinstance(record, dict):
+            raise ValueError("lease object does not hold a JSON object")
+        return record
+
+    def _write_replace(self, record: dict[str, Any]) -> None:
+        from nhance_batch.storage import write_bytes
+
+        write_bytes(self.path, json.dumps(record).encode(), self.storage_options)
+
+    def _create_exclusive(self, record: dict[str, Any]) -> bool:
+        from nhance_batch.storage import exists
+
+        if exists(self.path, self.storage_options):
+            return False
+        self._write_replace(record)
+        return True
+
+    def _mtime(self) -> float:
+        return 0.0  # an unreadable lease object is stale: objects are written whole
+
+    def _unlink(self) -> None:
+        from nhance_batch.storage import remove
+
+        remove(self.path, self.storage_options)
+
+
+def lease_for(url: str, storage_options: dict | None = None, **kwargs: Any) -> Lease:
+    """The lease at ``url``: a lease file for local paths, a lease object in a store."""
+    from nhance_batch.storage import is_local_url, local_path
+
+    if is_local_url(url):
+        return Lease(local_path(url), **kwargs)
+    return StoreLease(url, storage_options, **kwargs)
+
+
+def live_holder(path: str, storage_options: dict | None = None) -> dict[str, Any] | None:
     """The record of the driver holding the lease at ``path`` if it is alive, else None."""
     try:
-        holder = Lease(path)._read()
+        holder = lease_for(path, storage_options)._read()
     except ValueError:
         return None
     return holder if holder is not None and Lease._alive(holder, time.time()) else None

@@ -252,7 +252,7 @@ _TRANSIENT_NAMES = frozenset({
     "SocketTimeoutError",
     # azure-core
     "ServiceRequestError", "ServiceResponseError", "ServiceRequestTimeoutError",
-    "ServiceResponseTimeoutError", "IncompleteReadError",
+    "ServiceResponseTimeoutError",
     # requests / google-auth / gcsfs
     "ChunkedEncodingError", "ProxyError", "TransportError", "ChecksumError",
     # fsspec

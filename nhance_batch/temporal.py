@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nhance_batch.config import DEFAULT_TEMPORAL_RADIUS as DEFAULT_RADIUS
+from nhance_batch.config import DEFAULT_TEMPORAL_RADIUS as DEFAULT_RADIUS  # noqa: F401
 
 # Default smoothing radius in frames (chunks need ``overlap >= radius`` context frames).
 #

@@ -12,6 +12,25 @@ from nhance_batch.cli.common import CONFIG_ERROR_EXIT, model_options
 DEFAULT_CHUNK_FRAMES = 64
 
 
+storage_option = click.option(
+    "--storage-options", "storage_options", envvar="NHANCE_STORAGE_OPTIONS", default=None,
+    metavar="JSON",
+    help="fsspec options for s3://, gs://, az:// URLs (credentials, endpoint_url...), flat or "
+         "keyed by protocol; or NHANCE_STORAGE_OPTIONS. Never printed or recorded.")
+
+
+def parse_storage(text: str | None) -> dict:
+    """``--storage-options`` JSON -> dict (usage error on bad JSON, without echoing it)."""
+    from nhance_batch.storage import StorageError, install_log_redaction, parse_storage_options
+
+    try:
+        options = parse_storage_options(text)
+    except StorageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    install_log_redaction(options)
+    return options
+
+
 def run_options(fn):
     """The job's processing options, shared by run and resume."""
     options = [
@@ -37,6 +56,11 @@ def run_options(fn):
                           "with all cores)."),
         click.option("--max-retries", type=click.IntRange(min=0), default=2,
                      help="Retries of a failed chunk within a run."),
+        click.option("--gpus-per-worker", type=click.FloatRange(min=0, min_open=True),
+                     default=None,
+                     help="GPUs each enhancer actor reserves on a cluster with GPUs; a "
+                          "fraction (0.5) puts several actors on one GPU [default: 1]."),
+        storage_option,
         click.option("--executor", type=click.Choice(["ray", "sequential"]), default="ray",
                      help="Run on Ray, or everything in this process, one chunk at a time."),
         click.option("--manifest", default=None,
@@ -57,7 +81,7 @@ def run_options(fn):
 
 def build_config(input_spec: str, output: str, *, model_name, model_path, chunk_frames, overlap,
                  temporal_radius, lossless, codec, crf, preset, address, workers, max_retries,
-                 **_ignored):
+                 gpus_per_worker=None, storage_options=None, **_ignored):
     """The frozen RunConfig from the command line's values (usage errors -> BadParameter)."""
     from nhance_batch.config import (DEFAULT_TEMPORAL_RADIUS, ChunkConfig, ClusterConfig,
                                      EncodeConfig, ModelConfig, RunConfig)
@@ -78,8 +102,12 @@ def build_config(input_spec: str, output: str, *, model_name, model_path, chunk_
         encode=EncodeConfig(codec=codec or encode_defaults.codec,
                             crf=encode_defaults.crf if crf is None else crf,
                             preset=preset or encode_defaults.preset, lossless=lossless),
-        cluster=ClusterConfig(address=address, workers=workers, max_retries=max_retries),
-        temporal_radius=radius)
+        cluster=ClusterConfig(address=address, workers=workers, max_retries=max_retries,
+                              **({} if gpus_per_worker is None
+                                 else {"gpus_per_worker": float(gpus_per_worker)})),
+        temporal_radius=radius,
+        storage_options=storage_options if isinstance(storage_options, dict)
+        else parse_storage(storage_options))
 
 
 def execute(config, *, executor_name: str, manifest: str | None, force: bool, keep_parts: bool,
@@ -123,22 +151,51 @@ def execute(config, *, executor_name: str, manifest: str | None, force: bool, ke
     raise SystemExit(summary.exit_code)
 
 
+def _config_from_spec(spec_path: Path, input_spec: str | None, output: str | None,
+                      options: dict):
+    """The RunConfig of a job spec; options given on the command line override it."""
+    from click.core import ParameterSource
+
+    from nhance_batch.jobspec import SpecError, load_spec
+
+    ctx = click.get_current_context()
+    explicit = {name: value for name, value in options.items()
+                if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                      ParameterSource.ENVIRONMENT)}
+    try:
+        return load_spec(spec_path).to_run_config(input=input_spec, output=output, **explicit)
+    except SpecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from exc
+
+
 @click.command("run")
-@click.argument("input_spec", metavar="INPUT")
-@click.argument("output", metavar="OUTPUT")
+@click.argument("input_spec", metavar="INPUT", required=False)
+@click.argument("output", metavar="OUTPUT", required=False)
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None,
+              help="A job spec (TOML; see jobs/example.toml) instead of INPUT OUTPUT and the "
+                   "options; options given here override its values.")
 @run_options
-def run(input_spec: str, output: str, executor: str, manifest, force, keep_parts, summary_json,
-        **options) -> None:
+def run(input_spec: str | None, output: str | None, spec_path: Path | None, executor: str,
+        manifest, force, keep_parts, summary_json, **options) -> None:
     """Enhance every video in INPUT (a file, a folder searched recursively, or a glob) into
     OUTPUT/<path relative to INPUT>, keeping frames, timestamps, audio, subtitles, rotation
     and colour tags. Running it again resumes: finished chunks and videos are not redone.
+    With --spec, the job comes from a spec file (the same one `nhance-batch submit` sends to
+    a cluster).
 
     Exit code 0 when every video succeeded, 1 when some failed, 2 for usage or configuration
     errors."""
-    try:
-        config = build_config(input_spec, output, **options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    if spec_path is not None:
+        config = _config_from_spec(spec_path, input_spec, output, options)
+    else:
+        if input_spec is None or output is None:
+            raise click.UsageError("give INPUT and OUTPUT, or a job spec with --spec SPEC")
+        try:
+            config = build_config(input_spec, output, **options)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
     execute(config, executor_name=executor, manifest=manifest, force=force,
             keep_parts=keep_parts, summary_json=summary_json)
 
@@ -159,19 +216,20 @@ def run(input_spec: str, output: str, executor: str, manifest, force, keep_parts
 @click.option("--keep-parts", is_flag=True, help="Keep the encoded chunk parts.")
 @click.option("--summary-json", type=click.Path(path_type=Path), default=None,
               help="Also write the run's summary as JSON to this file.")
+@storage_option
 def resume(output: str, manifest, address, workers, max_retries, executor, force, keep_parts,
-           summary_json) -> None:
+           summary_json, storage_options) -> None:
     """Resume the job in OUTPUT with the input and settings its manifest recorded: committed
     chunks whose parts still verify are kept, the rest is redone, missing videos assembled."""
-    import os
+    from nhance_batch.manifest import ManifestError
+    from nhance_batch.pipeline.driver import manifest_url, read_manifest
+    from nhance_batch.storage import StorageError
 
-    from nhance_batch.manifest import ManifestError, load_manifest
-    from nhance_batch.pipeline.driver import STATE_DIR
-
-    path = manifest or os.path.join(output, STATE_DIR, "manifest.parquet")
+    options = parse_storage(storage_options)
+    path = manifest_url(output, manifest)
     try:
-        recorded = load_manifest(path)
-    except ManifestError as exc:
+        recorded = read_manifest(path, options)
+    except (ManifestError, StorageError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from exc
     if recorded is None:
@@ -188,6 +246,6 @@ def resume(output: str, manifest, address, workers, max_retries, executor, force
         codec=None if encode["lossless"] else encode["codec"],
         crf=None if encode["lossless"] else encode["crf"],
         preset=None if encode["lossless"] else encode["preset"],
-        address=address, workers=workers, max_retries=max_retries)
+        address=address, workers=workers, max_retries=max_retries, storage_options=options)
     execute(config, executor_name=executor, manifest=manifest, force=force,
             keep_parts=keep_parts, summary_json=summary_json)

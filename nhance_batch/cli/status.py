@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT
+from nhance_batch.cli.run import parse_storage, storage_option
 
 
-def _driver_alive(output: str) -> bool:
+def _driver_alive(output: str, options: dict) -> bool:
+    from nhance_batch import storage
     from nhance_batch.lease import live_holder
     from nhance_batch.pipeline.driver import STATE_DIR
 
-    return live_holder(os.path.join(output, STATE_DIR, "lease.json")) is not None
+    return live_holder(storage.join(output, STATE_DIR, "lease.json"), options) is not None
 
 
 @click.command("status")
@@ -22,23 +23,26 @@ def _driver_alive(output: str) -> bool:
 @click.option("--manifest", default=None,
               help="Manifest location [default: OUTPUT/_nhance/manifest.parquet].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(output: str, manifest: str | None, as_json: bool) -> None:
+@storage_option
+def status(output: str, manifest: str | None, as_json: bool, storage_options: str | None) -> None:
     """Per video: status (pending, running, done, failed), chunks done/total, frames, error;
     and the job's progress and ETA. Exit code 2 when OUTPUT holds no job."""
-    from nhance_batch.manifest import ManifestError, load_manifest, summarize_for_status
-    from nhance_batch.pipeline.driver import STATE_DIR
+    from nhance_batch.manifest import ManifestError, summarize_for_status
+    from nhance_batch.pipeline.driver import manifest_url, read_manifest
+    from nhance_batch.storage import StorageError
 
-    path = manifest or os.path.join(output, STATE_DIR, "manifest.parquet")
+    options = parse_storage(storage_options)
+    path = manifest_url(output, manifest)
     try:
-        recorded = load_manifest(path)
-    except ManifestError as exc:
+        recorded = read_manifest(path, options)
+    except (ManifestError, StorageError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from exc
     if recorded is None:
         click.echo(f"error: no job manifest at {path}", err=True)
         raise SystemExit(CONFIG_ERROR_EXIT)
     report = summarize_for_status(recorded)
-    alive = _driver_alive(output)
+    alive = _driver_alive(output, options)
     report["driver_alive"] = alive
     if not alive:  # a driver that died mid-run left "running" rows: nothing runs them now
         for video in report["videos"]:

@@ -23,9 +23,9 @@ import numpy as np
 from nhance_batch.config import RunConfig
 from nhance_batch.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord, Manifest,
                                    VideoRecord, load_manifest, save_manifest)
+from nhance_batch import storage
 from nhance_batch.pipeline import stages
 from nhance_batch.pipeline.executor import Executor
-from nhance_batch.pipeline.inputs import InputVideo, list_inputs, output_path
 from nhance_batch.pipeline.progress import NullReporter, Reporter
 
 STATE_DIR = "_nhance"
@@ -96,10 +96,17 @@ def job_settings(config: RunConfig) -> dict:
     }
 
 
-def fingerprint(path: str) -> tuple[str, int]:
-    """(fingerprint, size) of a local input: its size and modification time."""
-    st = os.stat(path)
-    return f"size={st.st_size};mtime_ns={st.st_mtime_ns}", st.st_size
+def manifest_url(output: str, manifest: str | None = None) -> str:
+    """Where the manifest of the job in ``output`` is: ``manifest`` or OUTPUT/_nhance/."""
+    return manifest or storage.join(output, STATE_DIR, "manifest.parquet")
+
+
+def read_manifest(url: str, storage_options: dict | None = None) -> Manifest | None:
+    """The manifest at ``url`` (local path or store URL), None if there is none."""
+    fs, path = storage.resolve(url, storage_options)
+    fs.invalidate_cache()
+    return storage.with_retries(load_manifest, path, fs, what="reading the manifest", url=url,
+                                storage_options=storage_options)
 
 
 def _now() -> str:
@@ -140,8 +147,10 @@ class Driver:
         self.config = config
         self.executor = executor
         self.reporter = reporter or NullReporter()
-        self.state_dir = os.path.join(config.output, STATE_DIR)
-        self.manifest_path = manifest_path or os.path.join(self.state_dir, "manifest.parquet")
+        self.options = config.storage_options
+        self.state_dir = storage.join(config.output, STATE_DIR)
+        self.manifest_path = manifest_url(config.output, manifest_path)
+        self.local_output = storage.is_local_url(config.output)
         self.force = force
         self.keep_parts = keep_parts
         self.totals = StageTotals()
@@ -153,7 +162,7 @@ class Driver:
     def _open_manifest(self) -> Manifest:
         settings = job_settings(self.config)
         job = {**settings, "input": self.config.input}
-        manifest = load_manifest(self.manifest_path)
+        manifest = read_manifest(self.manifest_path, self.options)
         if manifest is None:
             return Manifest(job=job, videos=[], runs=[])
         changed = sorted(k for k in settings if manifest.job.get(k) != settings[k])
@@ -171,30 +180,46 @@ class Driver:
 
     def _save(self, manifest: Manifest, *, now: bool = False) -> None:
         if now or time.monotonic() - self._last_save >= SAVE_INTERVAL_S:
-            save_manifest(manifest, self.manifest_path)
+            fs, path = storage.resolve(self.manifest_path, self.options)
+            storage.with_retries(save_manifest, manifest, path, fs, what="saving the manifest",
+                                 url=self.manifest_path, storage_options=self.options)
             self._last_save = time.monotonic()
 
+    def _size(self, url: str | None) -> int | None:
+        if not url:
+            return None
+        try:
+            return storage.size(url, self.options)
+        except (FileNotFoundError, storage.StorageError):
+            return None
+
     def _part_ok(self, chunk: ChunkRecord) -> bool:
+        """A committed part still holds what was recorded: its size, and locally its sha256
+        (in a store the size was checked by the upload; re-hashing would mean downloading)."""
         from nhance_batch.checksum import file_sha256
 
-        if chunk.status != DONE or not chunk.part or not os.path.isfile(chunk.part):
+        if chunk.status != DONE or self._size(chunk.part) != chunk.part_bytes:
             return False
-        return (os.path.getsize(chunk.part) == chunk.part_bytes
-                and file_sha256(chunk.part) == chunk.part_sha256)
+        if storage.is_local_url(chunk.part):
+            return file_sha256(storage.local_path(chunk.part)) == chunk.part_sha256
+        return True
 
-    def _reconcile(self, manifest: Manifest, inputs: list[InputVideo]) -> list[VideoRecord]:
+    def _reconcile(self, manifest: Manifest,
+                   inputs: list[storage.StoredVideo]) -> list[VideoRecord]:
         """Match the inputs with the manifest; return the videos this run must work on."""
         todo = []
         for item in inputs:
             record = manifest.video(item.relative)
             try:
-                fp, size = fingerprint(item.source)
-            except OSError as exc:
-                fp, size = None, None
+                fp, size = storage.video_fingerprint(item, self.options)
+            except (OSError, storage.StorageError) as exc:
                 if record is None:
                     record = VideoRecord(input=item.source, relative=item.relative)
                     manifest.videos.append(record)
-                record.status, record.error = FAILED, f"{item.source}: {exc.strerror}"
+                reason = getattr(exc, "strerror", None) or exc
+                record.status = FAILED
+                record.error = storage.redact(f"{item.source}: {reason}", self.options)
+                todo.append(record)
                 continue
             if record is None:
                 record = VideoRecord(input=item.source, relative=item.relative,
@@ -205,8 +230,8 @@ class Driver:
                                "redone" if record.fingerprint else None)
                 record.fingerprint, record.size, record.chunks = fp, size, []
                 record.status, record.error, record.frames = PENDING, None, None
-            elif record.status == DONE and record.output and os.path.isfile(record.output) \
-                    and os.path.getsize(record.output) == record.output_bytes:
+            elif record.status == DONE and record.output_bytes is not None \
+                    and self._size(record.output) == record.output_bytes:
                 continue  # finished: not touched
             record.input = item.source
             record.status, record.error = PENDING, None
@@ -220,10 +245,10 @@ class Driver:
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> JobSummary:
-        from nhance_batch.lease import Lease
+        from nhance_batch.lease import lease_for
 
-        os.makedirs(self.state_dir, exist_ok=True)
-        lease = Lease(os.path.join(self.state_dir, "lease.json"))
+        storage.makedirs_for(storage.join(self.state_dir, "lease.json"))
+        lease = lease_for(storage.join(self.state_dir, "lease.json"), self.options)
         lease.acquire(force=self.force)
         lease.start_heartbeat()
         try:
@@ -234,7 +259,8 @@ class Driver:
     def _run(self, lease: Any) -> JobSummary:
         started = time.monotonic()
         manifest = self._open_manifest()
-        inputs = list_inputs(self.config.input, exclude=self.config.output)
+        inputs = storage.list_videos(self.config.input, self.options,
+                                     exclude=self.config.output)
         todo = self._reconcile(manifest, inputs)
         run = manifest.new_run(socket.gethostname(), os.getpid())
         self._save(manifest, now=True)
@@ -246,15 +272,20 @@ class Driver:
         done_in_run: set[int] = set()
 
         self.reporter.start(videos=len(todo))
-        probe_queue = deque(by_id)
+        probe_queue = deque(vid for vid, video in by_id.items() if video.status != FAILED)
+        for video in by_id.values():
+            if video.status == FAILED:
+                self.reporter.video_finished(ok=False)
         chunk_queue: deque[stages.ChunkTask] = deque()
         in_flight: dict[Any, tuple[str, int, Any]] = {}
-        max_chunks = 2 * max(1, self.executor.workers()) + 1
-        max_probes = max(2, self.executor.workers())
+
+        def source(video: VideoRecord) -> stages.Source:
+            return stages.Source(video.input, storage.options_for(video.input, self.options),
+                                 video.fingerprint, video.size)
 
         def fail(vid: int, error: str) -> None:
             video = by_id[vid]
-            video.status, video.error = FAILED, error
+            video.status, video.error = FAILED, storage.redact(error, self.options)
             for task in [t for t in chunk_queue if t.video == vid]:
                 chunk_queue.remove(task)
             self.reporter.video_finished(ok=False)
@@ -270,9 +301,9 @@ class Driver:
                     continue
                 plan = stages.Chunk(chunk.index, chunk.start, chunk.end, chunk.ctx_start,
                                     chunk.ctx_end)
-                part = os.path.join(self.state_dir, "parts", key, f"{chunk.index:05d}.mp4")
+                part = storage.join(self.state_dir, "parts", key, f"{chunk.index:05d}.mp4")
                 chunk_queue.append(stages.ChunkTask(
-                    vid, video.input, info, plan, part, self.config.temporal_radius,
+                    vid, source(video), info, plan, part, self.config.temporal_radius,
                     self.config.encode, attempt=chunk.attempts + 1))
             maybe_assemble(vid)
 
@@ -283,13 +314,17 @@ class Driver:
             from nhance_batch.media import output_container
 
             info = infos[vid]
-            container = output_container(video.input, info, self.config.encode)
+            container = output_container(video.relative, info, self.config.encode)
             suffix = _output_suffix(video.relative, container)
-            dest = output_path(self.config.output, video.relative, suffix)
-            scratch = os.path.join(self.state_dir, "tmp",
-                                   _key(video.relative) + os.path.splitext(dest)[1])
+            relative = Path(video.relative)
+            dest = storage.join(self.config.output,
+                                *(relative.with_suffix(suffix) if suffix else relative).parts)
+            scratch = None
+            if self.local_output:  # beside the output, so that a rename commits it
+                scratch = os.path.join(storage.local_path(self.state_dir), "tmp",
+                                       _key(video.relative) + os.path.splitext(dest)[1])
             parts = tuple(c.part for c in sorted(video.chunks, key=lambda c: c.index))
-            task = stages.AssembleTask(vid, video.input, info, parts, scratch, dest,
+            task = stages.AssembleTask(vid, source(video), info, parts, scratch, dest,
                                        self.config.encode)
             in_flight[self.executor.submit_assemble(task)] = ("assemble", vid, task)
 
@@ -326,7 +361,7 @@ class Driver:
             if not result.ok:
                 tries = run_attempts[(vid, chunk.index)] = run_attempts.get(
                     (vid, chunk.index), 0) + 1
-                chunk.error = result.error.error
+                chunk.error = storage.redact(result.error.error, self.options)
                 if result.error.retriable and tries <= self.config.cluster.max_retries:
                     chunk_queue.appendleft(stages.ChunkTask(
                         vid, task.source, task.info, task.chunk, task.part,
@@ -368,16 +403,20 @@ class Driver:
             done_in_run.add(vid)
             if not self.keep_parts:
                 for part in task.parts:
-                    Path(part).unlink(missing_ok=True)
-                part_dir = os.path.dirname(task.parts[0])
-                if os.path.isdir(part_dir) and not os.listdir(part_dir):
-                    os.rmdir(part_dir)
+                    storage.remove(part, self.options, missing_ok=True)
+                if storage.is_local_url(task.parts[0]):
+                    part_dir = os.path.dirname(storage.local_path(task.parts[0]))
+                    if os.path.isdir(part_dir) and not os.listdir(part_dir):
+                        os.rmdir(part_dir)
             self.reporter.video_finished(ok=True)
             self._save(manifest, now=True)
 
         interrupted = True
         try:
             while probe_queue or chunk_queue or in_flight:
+                # bounded work in flight, following the pool as it grows or shrinks
+                max_chunks = 2 * max(1, self.executor.workers()) + 1
+                max_probes = max(2, self.executor.workers())
                 if lease.lost:
                     raise RuntimeError("another driver took over this job (--force); stopping")
                 n_chunks = sum(kind == "chunk" for kind, _, _ in in_flight.values())
@@ -388,7 +427,7 @@ class Driver:
                     n_chunks += 1
                 while probe_queue and n_probes < max_probes and len(chunk_queue) < max_chunks:
                     vid = probe_queue.popleft()
-                    in_flight[self.executor.submit_probe(by_id[vid].input)] = ("probe", vid,
+                    in_flight[self.executor.submit_probe(source(by_id[vid]))] = ("probe", vid,
                                                                                  None)
                     n_probes += 1
                 for handle, result in self.executor.wait(list(in_flight), timeout=0.5):
@@ -412,7 +451,7 @@ class Driver:
             self.reporter.stop()
 
         summaries = []
-        for vid, video in by_id.items():
+        for video in by_id.values():
             frames = video.frames or 0
             seconds = video.seconds or 0.0
             summaries.append(VideoSummary(

@@ -9,8 +9,10 @@ functions.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,17 +31,38 @@ class Failure:
     retriable: bool = False
 
 
-def failure(stage: str, exc: BaseException) -> Failure:
-    """A Failure from an exception: media errors are final, anything else may be transient."""
+def failure(stage: str, exc: BaseException, storage_options: dict | None = None) -> Failure:
+    """A Failure from an exception: media errors and permanent store errors are final, anything
+    else may be transient. Secrets of ``storage_options`` never reach the text."""
     from nhance_batch.media import MediaError
+    from nhance_batch.storage import StorageError, redact
 
-    if isinstance(exc, MediaError):
-        return Failure(stage, str(exc), retriable=False)
+    if isinstance(exc, MediaError) or (isinstance(exc, StorageError) and not exc.transient):
+        return Failure(stage, redact(str(exc), storage_options), retriable=False)
     text = f"{type(exc).__name__}: {exc}"
     tail = traceback.format_exception(exc)[-2:-1]
     if tail:
         text += f" ({tail[0].strip().splitlines()[0]})"
-    return Failure(stage, text, retriable=True)
+    return Failure(stage, redact(text, storage_options), retriable=True)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a video is read from: a local path or a store URL, with what identifies it."""
+
+    url: str
+    storage_options: dict = field(default_factory=dict, repr=False)
+    fingerprint: str | None = None
+    size: int | None = None
+
+    def local(self):
+        """A context manager yielding a local path to decode from (a cached copy for stores)."""
+        from nhance_batch.storage import local_input
+
+        return local_input(self.url, self.storage_options, known_fingerprint=self.fingerprint,
+                           known_size=self.size)
+
+
 
 
 @dataclass(frozen=True)
@@ -47,10 +70,10 @@ class ChunkTask:
     """One chunk of one video: what to decode, how to process it, where its part goes."""
 
     video: int
-    source: str
+    source: Source
     info: VideoInfo
     chunk: Chunk
-    part: str
+    part: str  # local path or store URL of the encoded part
     temporal_radius: int
     encode: EncodeConfig
     attempt: int = 1
@@ -99,11 +122,11 @@ class ChunkResult:
 @dataclass(frozen=True)
 class AssembleTask:
     video: int
-    source: str
+    source: Source
     info: VideoInfo
     parts: tuple[str, ...]
-    scratch: str  # assembled here first
-    dest: str     # then moved here: the output appears only when complete
+    scratch: str | None  # assembled here first (None: a temporary file of the worker)
+    dest: str            # then moved or uploaded here: it appears only when complete
     encode: EncodeConfig
     container: str | None = None
 
@@ -121,16 +144,20 @@ class AssembleResult:
         return self.error is None
 
 
-def probe_stage(source: str) -> VideoInfo | Failure:
+def probe_stage(source: Source) -> VideoInfo | Failure:
     """Probe ``source``; a file that is not a readable, safe video becomes a Failure."""
-    from nhance_batch.media import probe
+    from nhance_batch.media import MediaError, probe
 
     try:
-        info = probe(source)
+        with source.local() as path:
+            try:
+                info = probe(path)
+            except MediaError as exc:
+                raise MediaError(source.url, exc.reason) from None
     except Exception as exc:  # noqa: BLE001 - failures are data
-        return failure("probe", exc)
+        return failure("probe", exc, source.storage_options)
     if info.frame_count == 0:
-        return Failure("probe", f"{source}: the video stream has no frames")
+        return Failure("probe", f"{source.url}: the video stream has no frames")
     return info
 
 
@@ -138,11 +165,17 @@ def decode_stage(task: ChunkTask) -> Decoded | Failure:
     """Decode the chunk's frames with their context."""
     from nhance_batch.media import decode_chunk
 
+    from nhance_batch.media import MediaError
+
     start = time.perf_counter()
     try:
-        frames = decode_chunk(task.source, task.info, task.chunk)
+        with task.source.local() as path:
+            try:
+                frames = decode_chunk(path, task.info, task.chunk)
+            except MediaError as exc:
+                raise MediaError(task.source.url, exc.reason) from None
     except Exception as exc:  # noqa: BLE001
-        return failure("decode", exc)
+        return failure("decode", exc, task.source.storage_options)
     return Decoded(frames.frames, frames.pts, time.perf_counter() - start)
 
 
@@ -183,25 +216,40 @@ class EnhanceStage:
                         len(decoded.frames), decoded.seconds, time.perf_counter() - start)
 
 
+def _scratch_file(dest: str, suffix: str) -> str:
+    """A temporary file to write ``dest`` from: beside it when local (so a rename commits it),
+    else in the worker's temporary folder (then uploaded whole)."""
+    from nhance_batch.storage import is_local_url, local_path
+
+    if is_local_url(dest):
+        final = local_path(dest)
+        os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
+        return f"{final}.tmp{os.getpid()}{suffix}"
+    handle, path = tempfile.mkstemp(prefix="nhance-", suffix=suffix)
+    os.close(handle)
+    return path
+
+
 def encode_stage(task: ChunkTask, enhanced: Enhanced | Failure) -> ChunkResult:
-    """Encode the chunk's own frames into its part file (written whole, then renamed)."""
-    base = ChunkResult(task.video, task.chunk.index, task.attempt)
+    """Encode the chunk's own frames into its part (written whole, then renamed or uploaded)."""
     if isinstance(enhanced, Failure):
         return ChunkResult(task.video, task.chunk.index, task.attempt, error=enhanced)
     from nhance_batch.media import encode_part
+    from nhance_batch.storage import upload
 
+    options = task.source.storage_options
     start = time.perf_counter()
-    tmp = f"{task.part}.tmp{os.getpid()}{os.path.splitext(task.part)[1]}"
+    tmp = _scratch_file(task.part, os.path.splitext(task.part)[1])
     try:
-        os.makedirs(os.path.dirname(task.part) or ".", exist_ok=True)
         encode_part(enhanced.frames, enhanced.pts, task.info, tmp, task.encode)
-        os.replace(tmp, task.part)
-        size = os.path.getsize(task.part)
-        digest = file_sha256(task.part)
+        digest = file_sha256(tmp)
+        size = upload(tmp, task.part, options)
     except Exception as exc:  # noqa: BLE001
+        return ChunkResult(task.video, task.chunk.index, task.attempt,
+                           error=failure("encode", exc, options))
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        return ChunkResult(base.video, base.index, base.attempt, error=failure("encode", exc))
     return ChunkResult(
         task.video, task.chunk.index, task.attempt, part=task.part, part_bytes=size,
         part_sha256=digest, frames=len(enhanced.frames), decoded_frames=enhanced.decoded_frames,
@@ -211,21 +259,39 @@ def encode_stage(task: ChunkTask, enhanced: Enhanced | Failure) -> ChunkResult:
 
 
 def assemble_stage(task: AssembleTask) -> AssembleResult:
-    """Assemble the parts with the source's other streams, then move the result into place."""
-    from nhance_batch.media import assemble
+    """Assemble the parts with the source's other streams, then commit the result: a rename
+    for local outputs, one whole-object upload for stores."""
+    from nhance_batch.media import MediaError, assemble
+    from nhance_batch.storage import download, is_local_url, local_path, upload
 
+    options = task.source.storage_options
     start = time.perf_counter()
+    suffix = os.path.splitext(task.dest)[1]
+    scratch = task.scratch or _scratch_file(task.dest, suffix)
     try:
-        os.makedirs(os.path.dirname(task.scratch) or ".", exist_ok=True)
-        assemble(task.source, task.info, task.parts, task.scratch, task.encode,
-                 container=task.container)
-        os.makedirs(os.path.dirname(task.dest) or ".", exist_ok=True)
-        os.replace(task.scratch, task.dest)
-        size = os.path.getsize(task.dest)
+        with ExitStack() as stack:
+            source = stack.enter_context(task.source.local())
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="nhance-parts-"))
+            parts = []
+            for i, part in enumerate(task.parts):
+                if is_local_url(part):
+                    parts.append(local_path(part))
+                else:
+                    local = os.path.join(workdir, f"{i:05d}.mp4")
+                    download(part, local, options)
+                    parts.append(local)
+            os.makedirs(os.path.dirname(os.path.abspath(scratch)), exist_ok=True)
+            try:
+                assemble(source, task.info, parts, scratch, task.encode,
+                         container=task.container)
+            except MediaError as exc:
+                raise MediaError(task.source.url, exc.reason) from None
+        size = upload(scratch, task.dest, options)
     except Exception as exc:  # noqa: BLE001
-        if os.path.exists(task.scratch):
-            os.unlink(task.scratch)
-        return AssembleResult(task.video, error=failure("assemble", exc))
+        return AssembleResult(task.video, error=failure("assemble", exc, options))
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
     return AssembleResult(task.video, dest=task.dest, bytes=size,
                           seconds=time.perf_counter() - start)
 
