@@ -15,6 +15,7 @@ from nhance_batch.cli.image import enhance_image
 from nhance_batch.cli.models import models
 from nhance_batch.cli.run import resume, run
 from nhance_batch.cli.status import status
+from nhance_batch.cli.submit import submit
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -26,6 +27,7 @@ def cli() -> None:
 cli.add_command(run)
 cli.add_command(resume)
 cli.add_command(status)
+cli.add_command(submit)
 cli.add_command(enhance_image)
 cli.add_command(models)
 cli.add_command(bench)

@@ -5,18 +5,64 @@ store: ``decode`` (CPU task) -> ``EnhancerActor.process`` (the actor holds the m
 once in its own process) -> ``encode`` (CPU task). The driver only sees the small result
 record at the end. Actors: one per GPU (``num_gpus``), or on a machine without GPUs
 ``workers`` CPU actors, each with its share of the cores as math threads.
+
+The pool follows the cluster (:meth:`RayExecutor.maintain`, called from :meth:`wait`):
+
+* when GPU nodes join during a run, the pool grows to one actor per ``gpus_per_worker`` GPUs
+  (checked every few seconds);
+* when a node dies, Ray restarts its actors elsewhere (``max_restarts``) once a GPU is free;
+  chunks that were on it come back as retriable failures and the driver redoes them (its
+  manifest covers what Ray cannot recover). An actor whose call failed gets no new work until a
+  health ping answers, so retries go to live actors instead of bouncing off a restarting one;
+  an actor that is gone for good is dropped, and the next growth check replaces it when the
+  cluster has room. Chunks submitted while no actor is available wait here (their decode
+  already running) and are sent as soon as one is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from nhance_batch.config import ClusterConfig, ModelConfig
 from nhance_batch.pipeline import stages
 
 log = logging.getLogger(__name__)
+
+#: Seconds between checks of the cluster's GPUs for growing the pool (NHANCE_POOL_CHECK_S).
+GROW_INTERVAL_S = float(os.environ.get("NHANCE_POOL_CHECK_S", "5"))
+#: Seconds between health pings of an actor that is not available.
+PING_INTERVAL_S = 1.0
+#: Seconds between warnings while chunks wait for an available actor.
+STARVED_WARN_S = 30.0
+#: Restarts of an enhancer actor (a node loss, a crash) before it is given up.
+ACTOR_MAX_RESTARTS = 3
+
+
+def enable_token_auth_if_available() -> None:
+    """Use Ray's token authentication when a token is available and nothing says otherwise.
+
+    Ray (2.5x) turns token auth on by itself only when it discovers a local cluster
+    (``address="auto"``); with an explicit address (``--address``, ``RAY_ADDRESS``, the Jobs
+    API) a client without ``RAY_AUTH_MODE=token`` is refused by a cluster that uses tokens.
+    This applies Ray's own rule (``RAY_AUTH_MODE`` unset and a token in ``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) to explicit addresses too; on a cluster
+    without authentication the token is simply not checked. Older Ray: nothing to do.
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available)
+    except ImportError:
+        return
+    try:
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except Exception as exc:  # noqa: BLE001 - a private helper: never fatal
+        log.debug("token auth check failed: %s", exc)
 
 
 def _remote_functions():
@@ -44,35 +90,84 @@ class _EnhancerActor:
         return self.stage.process(task, decoded)
 
 
+STARTING, READY, UNAVAILABLE = "starting", "ready", "unavailable"
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One enhancer actor of the pool and what the executor knows about it."""
+
+    actor: Any
+    state: str = STARTING
+    load: int = 0
+    ping: Any = None  # an outstanding ``ready`` call
+    last_ping: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+
+class _ChunkHandle:
+    """The driver's handle of one chunk: its decode, and the Ray chain once an actor has it."""
+
+    __slots__ = ("task", "decoded", "ref", "slot")
+
+    def __init__(self, task: stages.ChunkTask, decoded: Any) -> None:
+        self.task, self.decoded = task, decoded
+        self.ref: Any = None
+        self.slot: _Slot | None = None
+
+
+def _is_actor_error(exc: BaseException) -> bool:
+    import ray
+
+    seen = 0
+    while exc is not None and seen < 4:
+        if isinstance(exc, ray.exceptions.RayActorError):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__
+        seen += 1
+    return False
+
+
 class RayExecutor:
     """Runs the stages on a Ray cluster (an embedded local one when no address is given)."""
 
     def __init__(self, model: ModelConfig, cluster: ClusterConfig) -> None:
         self.model = model
         self.cluster = cluster
-        self._actors: list[Any] = []
-        self._load: list[int] = []
-        self._owner: dict[Any, int] = {}
+        self._slots: list[_Slot] = []
+        self._by_ref: dict[Any, _ChunkHandle] = {}
+        self._deferred: list[_ChunkHandle] = []
         self._started_ray = False
+        self._actor_class: Any = None
+        self._actor_model = model
+        self._gpu_mode = False
+        self._base_count = 0
+        self._last_grow = 0.0
+        self._starved_since: float | None = None
+        self._last_starved_warn = 0.0
 
+    # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
         import ray
 
         address = self.cluster.address or os.environ.get("RAY_ADDRESS")
         if not ray.is_initialized():
             if address:
+                enable_token_auth_if_available()
                 ray.init(address=address, log_to_driver=True)
             else:
                 # "local": always a new embedded instance, never a cluster found on the machine
                 ray.init(address="local", include_dashboard=False, log_to_driver=True,
-                         object_store_memory=_local_object_store_bytes())
+                         object_store_memory=_local_object_store_bytes(),
+                         _node_ip_address="127.0.0.1")
             self._started_ray = True
         self._probe, self._decode, self._encode, self._assemble = _remote_functions()
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0.0)
         cpus = int(resources.get("CPU", os.cpu_count() or 1))
         if gpus > 0:
-            count = self.cluster.workers or max(1, int(gpus / self.cluster.gpus_per_worker))
+            self._gpu_mode = True
+            count = self.cluster.workers or self._gpu_actor_target(gpus)
             options = {"num_gpus": self.cluster.gpus_per_worker, "num_cpus": 1}
             model = self.model
         else:
@@ -84,26 +179,160 @@ class RayExecutor:
             from dataclasses import replace
 
             model = replace(self.model, threads=threads)
-        actor_class = ray.remote(max_restarts=3, max_task_retries=0, **options)(_EnhancerActor)
-        self._actors = [actor_class.remote(model) for _ in range(count)]
-        self._load = [0] * count
-        ray.get([actor.ready.remote() for actor in self._actors])
+        self._actor_model = model
+        # max_task_retries=0: a call on an actor that died fails at once (a retriable chunk
+        # failure the driver redoes) instead of waiting for a restart that may never find a GPU.
+        self._actor_class = ray.remote(max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0,
+                                       **options)(_EnhancerActor)
+        self._base_count = count
+        for _ in range(count):
+            self._add_actor()
+        ray.get([slot.ping for slot in self._slots])
+        for slot in self._slots:
+            slot.state, slot.ping = READY, None
+        self._last_grow = time.monotonic()
         log.info("%d enhancer actor(s) ready (%s)", count, options)
 
-    def workers(self) -> int:
-        return len(self._actors)
+    def _gpu_actor_target(self, gpus: float) -> int:
+        return max(1, int(gpus / self.cluster.gpus_per_worker + 1e-9))
 
+    def _add_actor(self) -> _Slot:
+        actor = self._actor_class.remote(self._actor_model)
+        slot = _Slot(actor, ping=actor.ready.remote(), last_ping=time.monotonic())
+        self._slots.append(slot)
+        return slot
+
+    def workers(self) -> int:
+        """Actors in the pool (ready, starting or recovering)."""
+        return len(self._slots)
+
+    def ready_workers(self) -> int:
+        return sum(slot.state == READY for slot in self._slots)
+
+    # -- the pool ----------------------------------------------------------------------
+    def maintain(self) -> None:
+        """Keep the pool in step with the cluster; cheap, safe to call every loop.
+
+        Collects health pings (an actor answering becomes available again; one that is dead
+        for good is dropped), pings actors that are not available, grows the pool when GPUs
+        joined (every :data:`GROW_INTERVAL_S`), and sends waiting chunks to available actors.
+        """
+        import ray
+
+        now = time.monotonic()
+        pings = [slot.ping for slot in self._slots if slot.ping is not None]
+        if pings:
+            done, _ = ray.wait(pings, num_returns=len(pings), timeout=0)
+            done = set(done)
+            for slot in list(self._slots):
+                if slot.ping is None or slot.ping not in done:
+                    continue
+                ping, slot.ping = slot.ping, None
+                try:
+                    ray.get(ping)
+                except ray.exceptions.ActorDiedError as exc:
+                    self._drop(slot, f"gone for good ({type(exc).__name__})")
+                    continue
+                except ray.exceptions.RayError:
+                    slot.state = UNAVAILABLE  # restarting (or unreachable): ping again later
+                    continue
+                if slot.state == UNAVAILABLE:
+                    log.warning("enhancer actor %s available again", _actor_id(slot))
+                elif slot.state == STARTING:
+                    log.info("enhancer actor %s ready", _actor_id(slot))
+                slot.state, slot.since = READY, now
+        for slot in self._slots:
+            if slot.state == UNAVAILABLE and slot.ping is None \
+                    and now - slot.last_ping >= PING_INTERVAL_S:
+                slot.ping, slot.last_ping = slot.actor.ready.remote(), now
+        if now - self._last_grow >= GROW_INTERVAL_S:
+            self._last_grow = now
+            self.grow()
+        self._dispatch_deferred()
+
+    def grow(self) -> int:
+        """Add actors when the cluster has room for more than the pool holds: one per
+        ``gpus_per_worker`` GPUs (or back to ``workers`` after actors were lost). Returns the
+        number added; new actors take work once their model is loaded."""
+        import ray
+
+        if self._actor_class is None:
+            return 0
+        if self.cluster.workers:
+            target = self.cluster.workers
+        elif self._gpu_mode:
+            target = self._gpu_actor_target(ray.cluster_resources().get("GPU", 0.0))
+        else:
+            target = self._base_count
+        added = 0
+        while len(self._slots) < target:
+            self._add_actor()
+            added += 1
+        if added:
+            # a warning so that it shows without logging set up, like the node changes
+            log.warning("pool grows by %d enhancer actor(s) to %d (GPUs joined)", added,
+                        len(self._slots))
+        return added
+
+    def _drop(self, slot: _Slot, why: str) -> None:
+        import ray
+
+        log.warning("enhancer actor %s %s: dropped from the pool", _actor_id(slot), why)
+        self._slots.remove(slot)
+        try:
+            ray.kill(slot.actor, no_restart=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _mark_unavailable(self, slot: _Slot | None) -> None:
+        if slot is None or slot not in self._slots or slot.state == UNAVAILABLE:
+            return
+        log.warning("enhancer actor %s unavailable (node lost or actor restarting); "
+                    "its chunks are redone elsewhere", _actor_id(slot))
+        slot.state, slot.since = UNAVAILABLE, time.monotonic()
+        if slot.ping is None:
+            slot.ping, slot.last_ping = slot.actor.ready.remote(), time.monotonic()
+
+    def _pick(self) -> _Slot | None:
+        ready = [slot for slot in self._slots if slot.state == READY]
+        return min(ready, key=lambda slot: slot.load) if ready else None
+
+    def _dispatch(self, handle: _ChunkHandle) -> bool:
+        slot = self._pick()
+        if slot is None:
+            return False
+        enhanced = slot.actor.process.remote(handle.task, handle.decoded)
+        handle.ref = self._encode.remote(handle.task, enhanced)
+        handle.slot = slot
+        slot.load += 1
+        self._by_ref[handle.ref] = handle
+        return True
+
+    def _dispatch_deferred(self) -> None:
+        while self._deferred and self._dispatch(self._deferred[0]):
+            self._deferred.pop(0)
+        now = time.monotonic()
+        if not self._deferred:
+            self._starved_since = None
+            return
+        if self._starved_since is None:
+            self._starved_since = now
+        elif now - self._starved_since >= STARVED_WARN_S \
+                and now - self._last_starved_warn >= STARVED_WARN_S:
+            self._last_starved_warn = now
+            log.warning("%d chunk(s) waiting %.0fs for an enhancer actor: %d in the pool, none "
+                        "available (waiting for a node with a free GPU)", len(self._deferred),
+                        now - self._starved_since, len(self._slots))
+
+    # -- the executor interface ----------------------------------------------------------
     def submit_probe(self, source: str) -> Any:
         return self._probe.remote(source)
 
     def submit_chunk(self, task: stages.ChunkTask) -> Any:
-        index = min(range(len(self._actors)), key=self._load.__getitem__)
-        decoded = self._decode.remote(task)
-        enhanced = self._actors[index].process.remote(task, decoded)
-        result = self._encode.remote(task, enhanced)
-        self._load[index] += 1
-        self._owner[result] = index
-        return result
+        handle = _ChunkHandle(task, self._decode.remote(task))
+        if not self._dispatch(handle):
+            self._deferred.append(handle)
+        return handle
 
     def submit_assemble(self, task: stages.AssembleTask) -> Any:
         return self._assemble.remote(task)
@@ -113,30 +342,59 @@ class RayExecutor:
 
         if not handles:
             return []
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout,
-                            fetch_local=True)
+        self.maintain()
+        refs = []
+        for handle in handles:
+            if isinstance(handle, _ChunkHandle):
+                if handle.ref is not None:
+                    refs.append(handle.ref)
+            else:
+                refs.append(handle)
+        if not refs:  # everything waits for an actor
+            time.sleep(min(timeout if timeout is not None else 0.5, 0.5))
+            return []
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=True)
         if not ready:
-            ready, _ = ray.wait(handles, num_returns=1, timeout=0)
+            ready, _ = ray.wait(refs, num_returns=1, timeout=0)
         out = []
         for ref in ready:
-            index = self._owner.pop(ref, None)
-            if index is not None:
-                self._load[index] -= 1
+            handle = self._by_ref.pop(ref, None)
+            if handle is not None and handle.slot is not None:
+                handle.slot.load -= 1
             try:
-                out.append((ref, ray.get(ref)))
-            except ray.exceptions.RayError as exc:  # worker or actor lost: retriable
-                out.append((ref, stages.Failure("ray", f"{type(exc).__name__}: {exc}",
-                                                retriable=True)))
+                out.append((handle or ref, ray.get(ref)))
+            except ray.exceptions.RayError as exc:  # worker, actor or node lost: retriable
+                if handle is not None and _is_actor_error(exc):
+                    self._mark_unavailable(handle.slot)
+                out.append((handle or ref, stages.Failure(
+                    "ray", f"{type(exc).__name__}: {_first_line(exc)}", retriable=True)))
         return out
 
     def shutdown(self) -> None:
         import ray
 
-        for actor in self._actors:
-            ray.kill(actor)
-        self._actors = []
+        for slot in self._slots:
+            try:
+                ray.kill(slot.actor)
+            except Exception:  # noqa: BLE001
+                pass
+        self._slots = []
+        self._deferred = []
+        self._by_ref = {}
         if self._started_ray:
             ray.shutdown()
+
+
+def _actor_id(slot: _Slot) -> str:
+    try:
+        return slot.actor._actor_id.hex()[:8]
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _local_object_store_bytes() -> int:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from nhance_batch.config import ChunkConfig, ClusterConfig, EncodeConfig, RunConfig
 from nhance_batch.pipeline.driver import Driver

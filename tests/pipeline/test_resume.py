@@ -152,7 +152,7 @@ def test_deleted_and_corrupted_parts_are_redone(tmp_path):
 
 
 def test_changed_input_is_redone_and_said(tmp_path):
-    a = make_video(tmp_path / "in" / "a.mp4", width=64, height=48, frames=10, gop=5)
+    make_video(tmp_path / "in" / "a.mp4", width=64, height=48, frames=10, gop=5)
     b = make_video(tmp_path / "in" / "b.mp4", width=64, height=48, frames=10, gop=5)
     config = config_for(tmp_path / "in", tmp_path / "out")
     first, _ = run_sequential(config)

@@ -1,0 +1,45 @@
+"""`nhance-batch submit` through a real Ray Jobs API (a local head with its dashboard)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.cluster.conftest import cli_env
+from tests.media.makemedia import make_video
+
+
+@pytest.mark.slow
+def test_submit_a_spec_and_wait(gpu_cluster, tmp_path):
+    from nhance_batch.media import probe
+
+    src = make_video(tmp_path / "in" / "clip.mp4", width=64, height=48, frames=8, gop=4)
+    out = tmp_path / "out"
+    spec = tmp_path / "job.toml"
+    spec.write_text(f'input = "{src.parent}"\noutput = "{out}"\nchunk_frames = 4\n'
+                    'temporal_radius = 1\nlossless = true\nworkers = 1\n'
+                    '[resources]\ngpus_per_worker = 1\n')
+    env = cli_env()  # no RAY_AUTH_MODE: submit finds the token as Ray's own tools do
+    proc = subprocess.run(
+        [sys.executable, "-m", "nhance_batch", "submit", str(spec), "--address",
+         gpu_cluster.dashboard_url, "--wait"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    job_id = proc.stdout.splitlines()[0].strip()
+    assert job_id.startswith("raysubmit_"), proc.stdout[:500]
+    assert f"job {job_id}: SUCCEEDED" in proc.stderr
+    result = out / "clip.mp4"
+    assert probe(result).frame_count == 8, proc.stdout[-3000:]
+
+    # a job that fails (a model the registry does not know) comes back as exit code 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'input = "{src.parent}"\noutput = "{tmp_path / "o2"}"\n'
+                   'model = "no-such-model"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "nhance_batch", "submit", str(bad), "--address",
+         gpu_cluster.dashboard_url, "--wait"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "FAILED" in proc.stderr
