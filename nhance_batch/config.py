@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,18 +61,39 @@ class ChunkConfig:
     """How a video is split into chunks.
 
     Attributes:
-        chunk_frames: output frames per chunk.
+        chunk_frames: output frames per chunk; 0 sizes chunks to each video's frame size
+            (:func:`auto_chunk_frames`).
         overlap: context frames decoded on each side of a chunk (clamped at the ends).
     """
 
-    chunk_frames: int = 64
+    chunk_frames: int = 0
     overlap: int = DEFAULT_TEMPORAL_RADIUS
 
     def __post_init__(self) -> None:
-        if self.chunk_frames < 1:
-            raise ValueError("chunk_frames must be >= 1")
+        if self.chunk_frames < 0:
+            raise ValueError("chunk_frames must be >= 0 (0: sized to the frames)")
         if self.overlap < 0:
             raise ValueError("overlap must be >= 0")
+
+    def frames_for(self, width: int, height: int) -> int:
+        """The chunk size for frames of ``width`` x ``height``."""
+        return self.chunk_frames or auto_chunk_frames(width, height, self.overlap)
+
+
+# Enhancer working memory per pixel of a chunk frame: the uint8 input, the float32 output
+# kept for the chunk's own frames, the quantised result, and decoding's copies.
+CHUNK_BYTES_PER_PIXEL = 20
+AUTO_CHUNK_LIMITS = (16, 256)
+
+
+def auto_chunk_frames(width: int, height: int, overlap: int) -> int:
+    """As many frames as fit the chunk memory budget (``NHANCE_CHUNK_MEMORY`` bytes, 2 GiB by
+    default) with their context, between 16 and 256: large chunks keep the share of redundant
+    context frames (2 x overlap per chunk) small, small frames allow them."""
+    budget = int(os.environ.get("NHANCE_CHUNK_MEMORY", 2 << 30))
+    frames = budget // max(1, width * height * CHUNK_BYTES_PER_PIXEL) - 2 * overlap
+    low, high = AUTO_CHUNK_LIMITS
+    return max(low, min(high, frames))
 
 
 @dataclass(frozen=True)

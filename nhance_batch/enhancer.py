@@ -97,30 +97,37 @@ class Enhancer:
             return lambda x: np.asarray(fn(x))
         return lambda x: np.asarray(run(x))
 
-    def __call__(self, frames: np.ndarray, *, as_float: bool = False) -> np.ndarray:
-        """Enhance ``frames``; returns uint8 RGB = round(clip(y, 0, 1) * 255), or float32 y.
+    def batches(self, frames: np.ndarray, *, as_float: bool = False):
+        """Enhance ``frames`` pass by pass: yields ``(start, output)`` for
+        ``frames[start:start + len(output)]``, so callers need not hold the whole output.
 
-        Frames go through in passes of exactly ``config.batch_size`` (the last one padded by
-        repeating its final frame), so a frame's result does not depend on its neighbours.
+        Every pass has exactly ``config.batch_size`` frames (the last one padded by repeating
+        its final frame), so a frame's result does not depend on its neighbours.
         """
         if self._weights is None:
             self.setup()
         frames = np.asarray(frames)
-        if frames.ndim == 3:
-            return self(frames[None], as_float=as_float)[0]
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames [N, H, W, 3], got shape {frames.shape}")
         if frames.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"expected uint8 or uint16 frames, got {frames.dtype}")
         n, batch = len(frames), self.config.batch_size
-        out = np.empty(frames.shape, np.float32 if as_float else np.uint8)
         if n == 0:
-            return out
+            return
         fn = self._function((batch, *frames.shape[1:]), frames.dtype, as_float)
         for start in range(0, n, batch):
             part = frames[start:start + batch]
             if len(part) < batch:
                 pad = np.repeat(part[-1:], batch - len(part), axis=0)
                 part = np.concatenate([part, pad])
-            out[start:start + batch] = fn(np.ascontiguousarray(part))[: n - start]
+            yield start, fn(np.ascontiguousarray(part))[: n - start]
+
+    def __call__(self, frames: np.ndarray, *, as_float: bool = False) -> np.ndarray:
+        """Enhance ``frames``; returns uint8 RGB = round(clip(y, 0, 1) * 255), or float32 y."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            return self(frames[None], as_float=as_float)[0]
+        out = np.empty(frames.shape, np.float32 if as_float else np.uint8)
+        for start, result in self.batches(frames, as_float=as_float):
+            out[start:start + len(result)] = result
         return out

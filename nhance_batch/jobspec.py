@@ -49,7 +49,7 @@ _RESOURCE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 #: Inclusive lower (and upper) bounds of numeric keys.
 _RANGES: dict[str, tuple[float, float | None]] = {
-    "chunk_frames": (1, None), "overlap": (0, None), "temporal_radius": (0, None),
+    "chunk_frames": (0, None), "overlap": (0, None), "temporal_radius": (0, None),
     "crf": (0, 63), "workers": (0, None), "max_retries": (0, None),
 }
 
@@ -76,7 +76,7 @@ class JobSpec:
     output: str
     model: str = "iphone"
     model_path: str | None = None
-    chunk_frames: int = 64
+    chunk_frames: int = 0
     overlap: int | None = None
     temporal_radius: int | None = None
     lossless: bool = False

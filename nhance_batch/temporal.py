@@ -221,9 +221,64 @@ class TemporalResult:
     gains_after: np.ndarray
 
 
+class ChunkStabiliser:
+    """Stabilise one chunk while the model's output arrives batch by batch.
+
+    Only what the result needs is kept: the per-frame gains and weights of every frame
+    (context included) and the float output of the chunk's own frames; the output of context
+    frames is dropped as soon as its gain is measured, and own frames are corrected and
+    quantised one at a time. Working memory is about 3 + 12 + 3 bytes per own sub-pixel.
+
+    Args:
+        inputs: the chunk's input frames, context included, ``[n, H, W, 3]``.
+        own: which of the ``n`` frames are the chunk's own; the context must reach
+            ``radius`` frames beyond them on each side (or the video's end) for the result
+            to equal a whole-video run.
+        radius: smoothing radius in frames (0: no stabilisation).
+        dtype: output frame type, uint8 or uint16.
+    """
+
+    def __init__(self, inputs: np.ndarray, own: slice, radius: int,
+                 dtype: type = np.uint8) -> None:
+        self.inputs = np.asarray(inputs)
+        _check_frames(self.inputs, "inputs")
+        self.own = slice(*own.indices(len(self.inputs))[:2])
+        self.radius, self.dtype = radius, dtype
+        n, size = len(self.inputs), self.own.stop - self.own.start
+        self.gains = np.full((n, 3), np.nan)
+        self.weights = np.empty((n, 3))
+        self.own_outputs = np.empty((size, *self.inputs.shape[1:]), np.float32)
+
+    def add(self, start: int, outputs: np.ndarray) -> None:
+        """The model's float output for ``inputs[start:start + len(outputs)]``."""
+        stop = start + len(outputs)
+        self.gains[start:stop] = frame_gains(self.inputs[start:stop], outputs)
+        self.weights[start:stop] = gain_weights(self.inputs[start:stop])
+        lo, hi = max(start, self.own.start), min(stop, self.own.stop)
+        if lo < hi:
+            self.own_outputs[lo - self.own.start:hi - self.own.start] = outputs[lo - start:
+                                                                                hi - start]
+
+    def result(self) -> TemporalResult:
+        """The own frames, corrected and quantised, with their gains before and after."""
+        if np.isnan(self.gains).any():
+            raise ValueError("the output of some frames was never added")
+        smoothed = smooth_gains(self.gains, self.radius, self.weights)
+        start = self.own.start
+        frames = np.empty(self.own_outputs.shape, self.dtype)
+        after = np.empty((len(frames), 3))
+        for i in range(len(frames)):
+            t = slice(start + i, start + i + 1)
+            corrected = stabilise(self.own_outputs[i:i + 1], self.gains[t], smoothed[t])
+            frames[i] = quantize(corrected, self.dtype)[0]
+            after[i] = frame_gains(self.inputs[t], corrected)[0]
+        return TemporalResult(frames, self.gains[self.own].copy(), after)
+
+
 def process_chunk(inputs: np.ndarray, outputs_float: np.ndarray, own: slice, radius: int,
                   dtype: type = np.uint8) -> TemporalResult:
-    """Stabilise a chunk and return its own frames.
+    """Stabilise a chunk and return its own frames (all outputs at once; see
+    :class:`ChunkStabiliser`, which this uses, for the streaming form).
 
     Args:
         inputs: the chunk's input frames, context included, ``[n, H, W, 3]``.
@@ -234,12 +289,6 @@ def process_chunk(inputs: np.ndarray, outputs_float: np.ndarray, own: slice, rad
         radius: smoothing radius in frames (0: no stabilisation).
         dtype: output frame type, uint8 or uint16.
     """
-    inputs, outputs_float = np.asarray(inputs), np.asarray(outputs_float)
-    gains = frame_gains(inputs, outputs_float)
-    smoothed = smooth_gains(gains, radius, gain_weights(inputs))
-    corrected = stabilise(outputs_float[own], gains[own], smoothed[own])
-    return TemporalResult(
-        frames=quantize(corrected, dtype),
-        gains_before=gains[own],
-        gains_after=frame_gains(inputs[own], corrected),
-    )
+    stabiliser = ChunkStabiliser(inputs, own, radius, dtype)
+    stabiliser.add(0, np.asarray(outputs_float))
+    return stabiliser.result()

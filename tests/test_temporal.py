@@ -258,3 +258,39 @@ def test_black_frame_with_real_model(dped_clips):
     # the black frame does not flash its neighbours: they move by less than 10 %
     moved = np.abs(result.gains_after - result.gains_before)
     assert moved[[3, 5]].max() < np.log(1.1)
+
+
+def test_streaming_stabiliser_equals_process_chunk_in_any_batching():
+    """The enhance stage feeds the model's output batch by batch; the result must not depend
+    on the batching, and must equal process_chunk over the whole output."""
+    from nhance_batch.temporal import ChunkStabiliser, process_chunk
+
+    rng = np.random.default_rng(7)
+    inputs = rng.integers(0, 256, (11, 6, 5, 3), dtype=np.uint8)
+    outputs = rng.uniform(-0.1, 1.1, inputs.shape).astype(np.float32)
+    own = slice(3, 8)
+    whole = process_chunk(inputs, outputs, own, 3)
+    for batch in (1, 2, 4, 11):
+        stabiliser = ChunkStabiliser(inputs, own, 3)
+        for start in range(0, len(inputs), batch):
+            stabiliser.add(start, outputs[start:start + batch])
+        result = stabiliser.result()
+        np.testing.assert_array_equal(result.frames, whole.frames)
+        np.testing.assert_array_equal(result.gains_after, whole.gains_after)
+    incomplete = ChunkStabiliser(inputs, own, 3)
+    incomplete.add(0, outputs[:5])
+    with pytest.raises(ValueError, match="never added"):
+        incomplete.result()
+
+
+def test_auto_chunk_frames_follow_the_frame_size(monkeypatch):
+    from nhance_batch.config import ChunkConfig, auto_chunk_frames
+
+    monkeypatch.delenv("NHANCE_CHUNK_MEMORY", raising=False)
+    assert auto_chunk_frames(64, 48, 3) == 256            # tiny frames: the upper limit
+    assert auto_chunk_frames(1280, 720, 3) == 110         # 2 GiB / (921,600 px * 20 B) - 6
+    assert auto_chunk_frames(3840, 2160, 3) == 16         # 4K: the lower limit
+    monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 30))
+    assert auto_chunk_frames(1280, 720, 3) == 52
+    assert ChunkConfig(chunk_frames=0, overlap=3).frames_for(1280, 720) == 52
+    assert ChunkConfig(chunk_frames=7, overlap=3).frames_for(1280, 720) == 7

@@ -9,7 +9,6 @@ import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT, model_options
 
-DEFAULT_CHUNK_FRAMES = 64
 
 
 storage_option = click.option(
@@ -34,8 +33,10 @@ def parse_storage(text: str | None) -> dict:
 def run_options(fn):
     """The job's processing options, shared by run and resume."""
     options = [
-        click.option("--chunk-frames", type=click.IntRange(min=1), default=DEFAULT_CHUNK_FRAMES,
-                     help="Frames per chunk (the unit of work)."),
+        click.option("--chunk-frames", type=click.IntRange(min=0), default=0,
+                     help="Frames per chunk (the unit of work); 0 sizes them to the video: as "
+                          "many as fit 2 GiB of enhancer memory (NHANCE_CHUNK_MEMORY), "
+                          "16 to 256."),
         click.option("--overlap", type=click.IntRange(min=0), default=None,
                      help="Context frames decoded on each side of a chunk "
                           "[default: the temporal radius]."),

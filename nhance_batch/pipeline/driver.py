@@ -335,15 +335,16 @@ class Driver:
                 return
             infos[vid] = result
             chunking = self.config.chunk
+            chunk_frames = chunking.frames_for(result.width, result.height)
             if not (video.chunks and video.frames == result.frame_count
-                    and video.chunk_frames == chunking.chunk_frames
+                    and video.chunk_frames == chunk_frames
                     and video.overlap == chunking.overlap):
                 from nhance_batch.media import plan_chunks
 
                 video.frames = result.frame_count
-                video.chunk_frames, video.overlap = chunking.chunk_frames, chunking.overlap
+                video.chunk_frames, video.overlap = chunk_frames, chunking.overlap
                 video.chunks = [ChunkRecord(c.index, c.start, c.end, c.ctx_start, c.ctx_end)
-                                for c in plan_chunks(result.frame_count, chunking.chunk_frames,
+                                for c in plan_chunks(result.frame_count, chunk_frames,
                                                      chunking.overlap)]
             video.status = RUNNING
             video_started[vid] = time.monotonic()

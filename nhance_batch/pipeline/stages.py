@@ -199,17 +199,18 @@ class EnhanceStage:
     def process(self, task: ChunkTask, decoded: Decoded | Failure) -> Enhanced | Failure:
         if isinstance(decoded, Failure):
             return decoded
-        from nhance_batch.temporal import process_chunk
+        from nhance_batch.temporal import ChunkStabiliser
 
         if self._enhancer is None:
             self.setup()
         start = time.perf_counter()
+        own = slice(task.chunk.lead, task.chunk.lead + task.chunk.size)
         try:
-            y = self._enhancer(decoded.frames, as_float=True)
-            lead = task.chunk.lead
-            own = slice(lead, lead + task.chunk.size)
-            result = process_chunk(decoded.frames, y, own, task.temporal_radius,
-                                   dtype=decoded.frames.dtype)
+            stabiliser = ChunkStabiliser(decoded.frames, own, task.temporal_radius,
+                                         dtype=decoded.frames.dtype)
+            for first, y in self._enhancer.batches(decoded.frames, as_float=True):
+                stabiliser.add(first, y)
+            result = stabiliser.result()
         except Exception as exc:  # noqa: BLE001
             return failure("enhance", exc)
         return Enhanced(result.frames, decoded.pts[own], result.gains_before, result.gains_after,
