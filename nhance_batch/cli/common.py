@@ -34,3 +34,23 @@ def config_errors(fn):
             raise SystemExit(CONFIG_ERROR_EXIT) from exc
 
     return wrapper
+
+
+def load_job_manifest(output: str, manifest: str | None, options: dict):
+    """The manifest of the job in OUTPUT (or at ``manifest``); exits 2 when there is none or
+    it cannot be read."""
+    from nhance_batch.manifest import ManifestError
+    from nhance_batch.pipeline.driver import manifest_url, read_manifest
+    from nhance_batch.storage import StorageError
+
+    path = manifest_url(output, manifest)
+    try:
+        recorded = read_manifest(path, options)
+    except (ManifestError, StorageError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from exc
+    if recorded is None:
+        click.echo(f"error: no job manifest at {path}; start one with `nhance-batch run`",
+                   err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT)
+    return recorded

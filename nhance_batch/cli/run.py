@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from nhance_batch.cli.common import CONFIG_ERROR_EXIT, model_options
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT, load_job_manifest, model_options
 
 
 
@@ -57,6 +57,8 @@ def run_options(fn):
                           "with all cores)."),
         click.option("--max-retries", type=click.IntRange(min=0), default=2,
                      help="Retries of a failed chunk within a run."),
+        click.option("--threads", type=click.IntRange(min=0), default=0,
+                     help="Math threads per CPU enhancer actor (0: its share of the cores)."),
         click.option("--gpus-per-worker", type=click.FloatRange(min=0, min_open=True),
                      default=None,
                      help="GPUs each enhancer actor reserves on a cluster with GPUs; a "
@@ -82,7 +84,7 @@ def run_options(fn):
 
 def build_config(input_spec: str, output: str, *, model_name, model_path, chunk_frames, overlap,
                  temporal_radius, lossless, codec, crf, preset, address, workers, max_retries,
-                 gpus_per_worker=None, storage_options=None, **_ignored):
+                 gpus_per_worker=None, storage_options=None, threads=0, **_ignored):
     """The frozen RunConfig from the command line's values (usage errors -> BadParameter)."""
     from nhance_batch.config import (DEFAULT_TEMPORAL_RADIUS, ChunkConfig, ClusterConfig,
                                      EncodeConfig, ModelConfig, RunConfig)
@@ -98,7 +100,7 @@ def build_config(input_spec: str, output: str, *, model_name, model_path, chunk_
     encode_defaults = EncodeConfig()
     return RunConfig(
         input=input_spec, output=output,
-        model=ModelConfig(name=model_name, path=model_path),
+        model=ModelConfig(name=model_name, path=model_path, threads=threads),
         chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap),
         encode=EncodeConfig(codec=codec or encode_defaults.codec,
                             crf=encode_defaults.crf if crf is None else crf,
@@ -222,22 +224,8 @@ def resume(output: str, manifest, address, workers, max_retries, executor, force
            summary_json, storage_options) -> None:
     """Resume the job in OUTPUT with the input and settings its manifest recorded: committed
     chunks whose parts still verify are kept, the rest is redone, missing videos assembled."""
-    from nhance_batch.manifest import ManifestError
-    from nhance_batch.pipeline.driver import manifest_url, read_manifest
-    from nhance_batch.storage import StorageError
-
     options = parse_storage(storage_options)
-    path = manifest_url(output, manifest)
-    try:
-        recorded = read_manifest(path, options)
-    except (ManifestError, StorageError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT) from exc
-    if recorded is None:
-        click.echo(f"error: no job manifest at {path}; start one with `nhance-batch run`",
-                   err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT)
-    job = recorded.job
+    job = load_job_manifest(output, manifest, options).job
     encode = job["encode"]
     config = build_config(
         job["input"], output, model_name=job["model"],

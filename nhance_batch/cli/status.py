@@ -6,7 +6,7 @@ import json
 
 import click
 
-from nhance_batch.cli.common import CONFIG_ERROR_EXIT
+from nhance_batch.cli.common import load_job_manifest
 from nhance_batch.cli.run import parse_storage, storage_option
 
 
@@ -27,21 +27,10 @@ def _driver_alive(output: str, options: dict) -> bool:
 def status(output: str, manifest: str | None, as_json: bool, storage_options: str | None) -> None:
     """Per video: status (pending, running, done, failed), chunks done/total, frames, error;
     and the job's progress and ETA. Exit code 2 when OUTPUT holds no job."""
-    from nhance_batch.manifest import ManifestError, summarize_for_status
-    from nhance_batch.pipeline.driver import manifest_url, read_manifest
-    from nhance_batch.storage import StorageError
+    from nhance_batch.manifest import summarize_for_status
 
     options = parse_storage(storage_options)
-    path = manifest_url(output, manifest)
-    try:
-        recorded = read_manifest(path, options)
-    except (ManifestError, StorageError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT) from exc
-    if recorded is None:
-        click.echo(f"error: no job manifest at {path}", err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT)
-    report = summarize_for_status(recorded)
+    report = summarize_for_status(load_job_manifest(output, manifest, options))
     alive = _driver_alive(output, options)
     report["driver_alive"] = alive
     if not alive:  # a driver that died mid-run left "running" rows: nothing runs them now
