@@ -65,8 +65,8 @@ def main() -> None:
         results = [run_job(inp, Path(tmp) / f"out{n}", n, args.chunk_frames) for n in (1, 2)]
     one, two = results
     ratio = two["fps"] / one["fps"]
-    print(f"| actors (1 thread each) | frames | driver s | wall s | fps | decode fps | "
-          f"enhance fps | encode fps |")
+    print("| actors (1 thread each) | frames | driver s | wall s | fps | decode fps | "
+          "enhance fps | encode fps |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         s = r["stage_fps"]
