@@ -11,7 +11,7 @@ import pytest
 from nhance_batch.media import ColorInfo, StreamInfo, probe
 from tests.media.conftest import CLIPS
 
-REAL_CLIP = Path("/work/shared/videos/carphone.mp4")
+REAL_CLIP = Path(__file__).resolve().parents[3] / "shared" / "videos" / "carphone.mp4"
 
 
 def _demux_order_pts(path: Path) -> list[int]:
@@ -71,7 +71,6 @@ def test_probe_non_ascii_name(clip: Callable[[str], Path], tmp_path: Path) -> No
     assert info.path == str(path) and info.frame_count == 20
 
 
-@pytest.mark.skipif(not REAL_CLIP.exists(), reason="shared real clip not available")
 def test_probe_real_clip() -> None:
     info = probe(REAL_CLIP)
     assert (info.width, info.height, info.frame_count) == (176, 144, 120)
