@@ -33,7 +33,7 @@ FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 1000, "health_check_perio
 def gpu_cluster():
     """A head (2 CPUs, dashboard and Jobs API) and two worker nodes with one logical GPU and
     one CPU each, all on this machine; stopped after the last test of this folder
-    (``NHANCE_KEEP_CLUSTER_LOGS=1`` keeps its Ray logs in /tmp/nhray-*)."""
+    (``NHANCE_KEEP_CLUSTER_LOGS=1`` keeps its Ray logs in its temporary folder)."""
     cluster = local_cluster.LocalCluster(system_config=FAST_HEALTH_CHECKS)
     try:
         cluster.start_head(num_cpus=2, dashboard=True)
