@@ -118,6 +118,7 @@ def execute(config, *, executor_name: str, manifest: str | None, force: bool, ke
     """Run the job and exit with 0 (all done), 1 (some failed) or 2 (configuration)."""
     from nhance_batch.lease import LeaseError
     from nhance_batch.pipeline.driver import Driver, JobConfigMismatch
+    from nhance_batch.pipeline.executor import WorkerStartError
     from nhance_batch.pipeline.progress import RichReporter, print_summary
     from nhance_batch.registry import ModelError, resolve
 
@@ -140,7 +141,7 @@ def execute(config, *, executor_name: str, manifest: str | None, force: bool, ke
     try:
         executor.start()
         summary = driver.run()
-    except (JobConfigMismatch, LeaseError, FileNotFoundError) as exc:
+    except (JobConfigMismatch, LeaseError, FileNotFoundError, WorkerStartError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from exc
     except KeyboardInterrupt:

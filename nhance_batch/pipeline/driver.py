@@ -72,6 +72,9 @@ class JobSummary:
     frames: int
     chunks_computed: int
     chunks_skipped: int
+    #: ``(seconds since the run started, output frames committed so far)`` after each chunk
+    #: this run computed: the job's throughput curve (start-up, steady state, tail).
+    progress: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -157,6 +160,7 @@ class Driver:
         self._last_save = 0.0
         self._computed = 0
         self._skipped = 0
+        self._progress: list[tuple[float, int]] = []
 
     # -- state -------------------------------------------------------------------------
     def _open_manifest(self) -> Manifest:
@@ -380,6 +384,8 @@ class Driver:
             chunk.gains_before = result.gains_before.ravel().tolist()
             chunk.gains_after = result.gains_after.ravel().tolist()
             self._computed += 1
+            done = (self._progress[-1][1] if self._progress else 0) + result.frames
+            self._progress.append((round(time.monotonic() - started, 3), done))
             for stage_name, frames in (("decode", result.decoded_frames),
                                        ("enhance", result.decoded_frames),
                                        ("encode", result.frames)):
@@ -461,4 +467,4 @@ class Driver:
                 video.added_flicker, video.model_flicker, video.error, video.note))
         return JobSummary(run.run, summaries, self.totals.fps(), time.monotonic() - started,
                           sum(v.frames for v in summaries if v.status == DONE),
-                          self._computed, self._skipped)
+                          self._computed, self._skipped, self._progress)

@@ -17,6 +17,10 @@ from nhance_batch.config import ModelConfig
 from nhance_batch.pipeline import stages
 
 
+class WorkerStartError(RuntimeError):
+    """No enhancer worker could start (the model failed to load in every one of them)."""
+
+
 class Executor(Protocol):
     """What the driver needs from an executor."""
 

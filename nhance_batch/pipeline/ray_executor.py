@@ -6,6 +6,13 @@ once in its own process) -> ``encode`` (CPU task). The driver only sees the smal
 record at the end. Actors: one per GPU (``num_gpus``), or on a machine without GPUs
 ``workers`` CPU actors, each with its share of the cores as math threads.
 
+Start-up overlaps: :meth:`RayExecutor.start` creates the actors and returns while they load
+the model, so the driver probes and decodes meanwhile, and the CPU workers import the media
+stack (one warm-up task per CPU, at most :data:`WARM_UP_TASKS`) instead of doing it on the
+first chunk. Each actor holds at most :data:`MAX_CHUNKS_PER_ACTOR` chunks not yet enhanced
+(one running, one queued behind it); the rest wait here and go to whichever actor frees up
+first, so no actor idles at the end of a job while another still has a queue.
+
 The pool follows the cluster (:meth:`RayExecutor.maintain`, called from :meth:`wait`):
 
 * when GPU nodes join during a run, the pool grows to one actor per ``gpus_per_worker`` GPUs
@@ -29,6 +36,7 @@ from typing import Any
 
 from nhance_batch.config import ClusterConfig, ModelConfig
 from nhance_batch.pipeline import stages
+from nhance_batch.pipeline.executor import WorkerStartError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,10 @@ PING_INTERVAL_S = 1.0
 STARVED_WARN_S = 30.0
 #: Restarts of an enhancer actor (a node loss, a crash) before it is given up.
 ACTOR_MAX_RESTARTS = 3
+#: Chunks an actor holds that it has not finished enhancing (one running, one queued).
+MAX_CHUNKS_PER_ACTOR = 2
+#: Most warm-up tasks sent at start (one per CPU of the cluster, up to this).
+WARM_UP_TASKS = 16
 
 
 def enable_token_auth_if_available() -> None:
@@ -72,7 +84,8 @@ def _remote_functions():
     return (ray.remote(**options)(stages.probe_stage),
             ray.remote(**options)(stages.decode_stage),
             ray.remote(**options)(stages.encode_stage),
-            ray.remote(**options)(stages.assemble_stage))
+            ray.remote(**options)(stages.assemble_stage),
+            ray.remote(num_cpus=1, max_retries=0)(stages.warm_up))
 
 
 class _EnhancerActor:
@@ -108,10 +121,11 @@ class _Slot:
 class _ChunkHandle:
     """The driver's handle of one chunk: its decode, and the Ray chain once an actor has it."""
 
-    __slots__ = ("task", "decoded", "ref", "slot")
+    __slots__ = ("task", "decoded", "enhanced", "ref", "slot")
 
     def __init__(self, task: stages.ChunkTask, decoded: Any) -> None:
         self.task, self.decoded = task, decoded
+        self.enhanced: Any = None  # the actor call's result, until the driver saw it finish
         self.ref: Any = None
         self.slot: _Slot | None = None
 
@@ -145,6 +159,9 @@ class RayExecutor:
         self._last_grow = 0.0
         self._starved_since: float | None = None
         self._last_starved_warn = 0.0
+        self._any_ready = False
+        self._start_error: str | None = None
+        self._warm: list[Any] = []
 
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
@@ -161,7 +178,8 @@ class RayExecutor:
                          object_store_memory=_local_object_store_bytes(),
                          _node_ip_address="127.0.0.1")
             self._started_ray = True
-        self._probe, self._decode, self._encode, self._assemble = _remote_functions()
+        (self._probe, self._decode, self._encode, self._assemble,
+         warm_up) = _remote_functions()
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0.0)
         cpus = int(resources.get("CPU", os.cpu_count() or 1))
@@ -187,11 +205,10 @@ class RayExecutor:
         self._base_count = count
         for _ in range(count):
             self._add_actor()
-        ray.get([slot.ping for slot in self._slots])
-        for slot in self._slots:
-            slot.state, slot.ping = READY, None
+        # The actors load the model meanwhile: chunks wait for the first one ready (maintain).
+        self._warm = [warm_up.remote() for _ in range(max(1, min(cpus, WARM_UP_TASKS)))]
         self._last_grow = time.monotonic()
-        log.info("%d enhancer actor(s) ready (%s)", count, options)
+        log.info("%d enhancer actor(s) starting (%s)", count, options)
 
     def _gpu_actor_target(self, gpus: float) -> int:
         return max(1, int(gpus / self.cluster.gpus_per_worker + 1e-9))
@@ -220,6 +237,7 @@ class RayExecutor:
         import ray
 
         now = time.monotonic()
+        self._collect_enhanced()
         pings = [slot.ping for slot in self._slots if slot.ping is not None]
         if pings:
             done, _ = ray.wait(pings, num_returns=len(pings), timeout=0)
@@ -231,6 +249,8 @@ class RayExecutor:
                 try:
                     ray.get(ping)
                 except ray.exceptions.ActorDiedError as exc:
+                    if slot.state == STARTING:
+                        self._start_error = _root_cause(exc)
                     self._drop(slot, f"gone for good ({type(exc).__name__})")
                     continue
                 except ray.exceptions.RayError:
@@ -241,6 +261,9 @@ class RayExecutor:
                 elif slot.state == STARTING:
                     log.info("enhancer actor %s ready", _actor_id(slot))
                 slot.state, slot.since = READY, now
+                self._any_ready = True
+        if not self._slots and not self._any_ready and self._start_error is not None:
+            raise WorkerStartError(f"no enhancer actor could start: {self._start_error}")
         for slot in self._slots:
             if slot.state == UNAVAILABLE and slot.ping is None \
                     and now - slot.last_ping >= PING_INTERVAL_S:
@@ -294,19 +317,41 @@ class RayExecutor:
             slot.ping, slot.last_ping = slot.actor.ready.remote(), time.monotonic()
 
     def _pick(self) -> _Slot | None:
-        ready = [slot for slot in self._slots if slot.state == READY]
+        ready = [slot for slot in self._slots
+                 if slot.state == READY and slot.load < MAX_CHUNKS_PER_ACTOR]
         return min(ready, key=lambda slot: slot.load) if ready else None
 
     def _dispatch(self, handle: _ChunkHandle) -> bool:
         slot = self._pick()
         if slot is None:
             return False
-        enhanced = slot.actor.process.remote(handle.task, handle.decoded)
-        handle.ref = self._encode.remote(handle.task, enhanced)
+        handle.enhanced = slot.actor.process.remote(handle.task, handle.decoded)
+        handle.ref = self._encode.remote(handle.task, handle.enhanced)
         handle.slot = slot
         slot.load += 1
         self._by_ref[handle.ref] = handle
         return True
+
+    def _release(self, handle: _ChunkHandle) -> None:
+        """The actor is done with ``handle``'s chunk (enhanced, or failed): one less load."""
+        if handle.enhanced is not None:
+            handle.enhanced = None
+            if handle.slot is not None:
+                handle.slot.load -= 1
+
+    def _collect_enhanced(self) -> None:
+        """Release actors from chunks they finished enhancing (their encode may still run)."""
+        import ray
+
+        pending = [h.enhanced for h in self._by_ref.values() if h.enhanced is not None]
+        if not pending:
+            return
+        done, _ = ray.wait(pending, num_returns=len(pending), timeout=0, fetch_local=False)
+        if done:
+            done = set(done)
+            for handle in self._by_ref.values():
+                if handle.enhanced is not None and handle.enhanced in done:
+                    self._release(handle)
 
     def _dispatch_deferred(self) -> None:
         while self._deferred and self._dispatch(self._deferred[0]):
@@ -350,17 +395,24 @@ class RayExecutor:
                     refs.append(handle.ref)
             else:
                 refs.append(handle)
-        if not refs:  # everything waits for an actor
-            time.sleep(min(timeout if timeout is not None else 0.5, 0.5))
+        if not refs:  # everything waits for an actor: wake up when one answers its ping
+            pings = [slot.ping for slot in self._slots if slot.ping is not None]
+            wait_s = min(timeout if timeout is not None else 0.5, 0.5)
+            if pings:
+                ray.wait(pings, num_returns=1, timeout=wait_s, fetch_local=False)
+                self.maintain()
+            else:
+                time.sleep(wait_s)
             return []
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=True)
-        if not ready:
-            ready, _ = ray.wait(refs, num_returns=1, timeout=0)
+        # the first result as soon as it is there, then whatever else is ready with it
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout, fetch_local=True)
+        if ready and len(refs) > 1:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=True)
         out = []
         for ref in ready:
             handle = self._by_ref.pop(ref, None)
-            if handle is not None and handle.slot is not None:
-                handle.slot.load -= 1
+            if handle is not None:
+                self._release(handle)
             try:
                 out.append((handle or ref, ray.get(ref)))
             except ray.exceptions.RayError as exc:  # worker, actor or node lost: retriable
@@ -381,6 +433,7 @@ class RayExecutor:
         self._slots = []
         self._deferred = []
         self._by_ref = {}
+        self._warm = []
         if self._started_ray:
             ray.shutdown()
 
@@ -390,6 +443,17 @@ def _actor_id(slot: _Slot) -> str:
         return slot.actor._actor_id.hex()[:8]
     except Exception:  # noqa: BLE001
         return "?"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The exception an actor's constructor raised, from the traceback Ray's error carries
+    (its last ``Type: message`` line), else the error's first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in reversed(lines):
+        name, sep, message = line.partition(": ")
+        if sep and name.replace(".", "").replace("_", "").isalnum():
+            return f"{name.rsplit('.', 1)[-1]}: {message}"
+    return lines[0] if lines else repr(exc)
 
 
 def _first_line(exc: BaseException) -> str:

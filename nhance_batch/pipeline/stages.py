@@ -65,6 +65,22 @@ class Source:
 
 
 
+def warm_up() -> bool:
+    """Import what the CPU stages use, so that a fresh worker process does it before the first
+    chunk instead of on it. Never fails (a missing module shows on the real work)."""
+    try:
+        import av  # noqa: F401
+
+        import nhance_batch.media.assemble  # noqa: F401
+        import nhance_batch.media.decode  # noqa: F401
+        import nhance_batch.media.encode  # noqa: F401
+        import nhance_batch.media.probe  # noqa: F401
+        import nhance_batch.storage  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class ChunkTask:
     """One chunk of one video: what to decode, how to process it, where its part goes."""

@@ -1,0 +1,81 @@
+"""The Ray executor's pool: each actor holds a bounded queue (the rest wait at the driver for
+whichever actor frees up first), the run records its progress curve, and a model that cannot
+load in any actor ends the run with that error instead of waiting forever."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from nhance_batch.config import ChunkConfig, ClusterConfig, EncodeConfig, ModelConfig, RunConfig
+from nhance_batch.pipeline import ray_executor
+from nhance_batch.pipeline.driver import Driver
+from nhance_batch.pipeline.executor import WorkerStartError
+from tests.pipeline.conftest import copy_clip, enhance_directly, frames_and_times
+
+
+class RecordingExecutor(ray_executor.RayExecutor):
+    """Records the most chunks any actor held at once."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_load = 0
+
+    def _dispatch(self, handle) -> bool:
+        sent = super()._dispatch(handle)
+        self.max_load = max([self.max_load] + [slot.load for slot in self._slots])
+        return sent
+
+
+def test_actor_queue_is_bounded_and_progress_is_recorded(local_ray, clips, tmp_path):
+    src = copy_clip(clips["audio"], tmp_path / "in" / "audio.mp4")  # 16 frames
+    config = RunConfig(input=str(src), output=str(tmp_path / "out"),
+                       chunk=ChunkConfig(chunk_frames=3, overlap=0),
+                       encode=EncodeConfig(lossless=True), cluster=ClusterConfig(workers=1),
+                       temporal_radius=0)
+    executor = RecordingExecutor(config.model, config.cluster)
+    executor.start()
+    try:
+        summary = Driver(config, executor).run()
+    finally:
+        executor.shutdown()
+    assert summary.exit_code == 0 and summary.chunks_computed == 6
+    # the driver keeps 2 * workers + 1 = 3 chunks in flight; the actor takes at most 2 of them
+    assert executor.max_load == ray_executor.MAX_CHUNKS_PER_ACTOR == 2
+    out, _ = frames_and_times(tmp_path / "out" / "audio.mp4")
+    source, _ = frames_and_times(src)
+    np.testing.assert_array_equal(out, enhance_directly(source))
+    # one progress point per computed chunk: time and committed frames both increase
+    times = [t for t, _ in summary.progress]
+    frames = [f for _, f in summary.progress]
+    assert len(summary.progress) == 6
+    assert times == sorted(times) and 0 < times[0] <= summary.seconds
+    assert frames == sorted(frames) and frames[-1] == 16 and len(set(frames)) == 6
+
+
+def test_model_that_cannot_load_ends_the_run_with_its_error(local_ray, clips, tmp_path):
+    from nhance_batch.registry import resolve
+
+    good = resolve("iphone").prefix
+    broken = tmp_path / "model" / good.name
+    broken.parent.mkdir()
+    shutil.copy(f"{good}.index", f"{broken}.index")
+    data = f"{good}.data-00000-of-00001"
+    with open(data, "rb") as fh:
+        head = fh.read(1000)
+    with open(f"{broken}.data-00000-of-00001", "wb") as fh:
+        fh.write(head)  # truncated: the weights cannot be read
+    src = copy_clip(clips["audio"], tmp_path / "in" / "audio.mp4")
+    config = RunConfig(input=str(src), output=str(tmp_path / "out"),
+                       model=ModelConfig(path=broken), cluster=ClusterConfig(workers=1))
+    executor = ray_executor.RayExecutor(config.model, config.cluster)
+    executor.start()
+    try:
+        with pytest.raises(WorkerStartError,
+                           match="no enhancer actor could start: CheckpointError: .*data file"):
+            Driver(config, executor).run()
+    finally:
+        executor.shutdown()
+    assert not (tmp_path / "out" / "audio.mp4").exists()
