@@ -17,8 +17,9 @@ For each clip length (``--seconds-short`` 10 s and ``--seconds-long`` 100 s at 2
    * ``whole``: clip frames / wall time of the whole command (Python start-up, imports, Ray
      start-up, actor creation and model load, the run, Ray shutdown);
    * ``driver``: clip frames / the summary's ``seconds`` (``Driver.run`` only: listing,
-     probing, every chunk, assembly, manifest saves; it excludes Ray start-up and actor
-     creation, but includes the actor's first XLA compile, which happens on the first chunk).
+     probing, every chunk, assembly, manifest saves; it excludes Python and Ray start-up and
+     shutdown, but includes the wait for the actor to load the model, which overlaps probing,
+     and the actor's first XLA compile, which happens on the first chunk).
 
    The run's own per-stage fps (``stage_fps``: decoded frames / summed stage seconds, measured
    inside the tasks) are reported too.
