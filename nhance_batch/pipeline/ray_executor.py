@@ -161,7 +161,6 @@ class RayExecutor:
         self._last_starved_warn = 0.0
         self._any_ready = False
         self._start_error: str | None = None
-        self._warm: list[Any] = []
 
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
@@ -206,7 +205,9 @@ class RayExecutor:
         for _ in range(count):
             self._add_actor()
         # The actors load the model meanwhile: chunks wait for the first one ready (maintain).
-        self._warm = [warm_up.remote() for _ in range(max(1, min(cpus, WARM_UP_TASKS)))]
+        # (a task runs to its end whether or not its result is kept)
+        for _ in range(max(1, min(cpus, WARM_UP_TASKS))):
+            warm_up.remote()
         self._last_grow = time.monotonic()
         log.info("%d enhancer actor(s) starting (%s)", count, options)
 
@@ -279,8 +280,8 @@ class RayExecutor:
         number added; new actors take work once their model is loaded."""
         import ray
 
-        if self._actor_class is None:
-            return 0
+        if self._actor_class is None or (self._start_error and not self._any_ready):
+            return 0  # no actor ever loaded the model: replacements would fail the same way
         if self.cluster.workers:
             target = self.cluster.workers
         elif self._gpu_mode:
@@ -433,7 +434,6 @@ class RayExecutor:
         self._slots = []
         self._deferred = []
         self._by_ref = {}
-        self._warm = []
         if self._started_ray:
             ray.shutdown()
 

@@ -4,10 +4,11 @@ load in any actor ends the run with that error instead of waiting forever."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import threading
 
 import numpy as np
-import pytest
 
 from nhance_batch.config import ChunkConfig, ClusterConfig, EncodeConfig, ModelConfig, RunConfig
 from nhance_batch.pipeline import ray_executor
@@ -72,10 +73,21 @@ def test_model_that_cannot_load_ends_the_run_with_its_error(local_ray, clips, tm
                        model=ModelConfig(path=broken), cluster=ClusterConfig(workers=1))
     executor = ray_executor.RayExecutor(config.model, config.cluster)
     executor.start()
-    try:
-        with pytest.raises(WorkerStartError,
-                           match="no enhancer actor could start: CheckpointError: .*data file"):
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
             Driver(config, executor).run()
-    finally:
-        executor.shutdown()
+        except BaseException as exc:  # noqa: BLE001
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=180)  # without the check, the run would wait for an actor forever
+    hung = worker.is_alive()
+    executor.shutdown()
+    assert not hung, "the run kept waiting for an enhancer actor"
+    assert len(raised) == 1 and isinstance(raised[0], WorkerStartError), raised
+    assert re.search("no enhancer actor could start: CheckpointError: .*data file",
+                     str(raised[0]))
     assert not (tmp_path / "out" / "audio.mp4").exists()
