@@ -154,7 +154,6 @@ class Bench:
             self.result["matmul"][f"{label}_tflops"] = round(tflops, 3)
             print(f"matmul {n}^3 {label}: {best * 1e3:.2f} ms, {tflops:.3g} TFLOP/s "
                   f"({len(times)} iterations)")
-            del a, b
         self.result["matmul"]["n"] = n
         self.save()
 

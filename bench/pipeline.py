@@ -28,9 +28,10 @@ For each clip length (``--seconds-short`` 10 s and ``--seconds-long`` 100 s at 2
    not depend on what else the shared machine runs, unlike fps.
 4. **peak memory of the run**: the subprocess and all its descendants (driver, raylet,
    gcs_server, Ray's helper processes, workers, the enhancer actor) are sampled with psutil:
-   RSS every ``--interval`` (0.2 s); the tree is re-listed and PSS and CPU times read every
-   ``--full-every`` (5) samples, i.e. once a second (reading PSS walks page tables: at every
-   0.2 s the sampler took about a fifth of a core). Two totals, each summed at one sample:
+   RSS every ``--interval`` (0.5 s); the tree is re-listed and PSS and CPU times read every
+   ``--full-every`` (4) samples, i.e. every 2 s (reading PSS walks page tables: at every
+   0.2 s the sampler took about a fifth of a core, at 0.2 s with PSS once a second still
+   5.5% of one, which the run it measures loses on this 2-core machine). Two totals, each summed at one sample:
 
    * ``rss``: the sum of every process's RSS. It over-counts what is shared: shared
      libraries, and Ray's object store (plasma, a shared memory mapping in /dev/shm) pages,
@@ -408,11 +409,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="passed to `run` (default: its own default) and used as the "
                              "enhancer-only call size [64]")
     parser.add_argument("--batch", type=int, default=4, help="enhancer-only batch size [4]")
-    parser.add_argument("--interval", type=float, default=0.2,
-                        help="RSS sampling period, seconds [0.2]")
-    parser.add_argument("--full-every", type=int, default=5,
+    parser.add_argument("--interval", type=float, default=0.5,
+                        help="RSS sampling period, seconds [0.5]")
+    parser.add_argument("--full-every", type=int, default=4,
                         help="re-list the process tree and read PSS and CPU times every N "
-                             "samples [5]")
+                             "samples [4]")
     parser.add_argument("--no-bracket", action="store_true",
                         help="time enhancer-only once (before the run), not before and after")
     parser.add_argument("--workdir", type=Path, default=None,

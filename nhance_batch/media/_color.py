@@ -28,3 +28,25 @@ def sws_range(color: ColorInfo) -> str:
 def rgb_format(high_bit_depth: bool) -> str:
     """The RGB pixel format frames are handed over in."""
     return "rgb48le" if high_bit_depth else "rgb24"
+
+
+class Converter:
+    """Pixel-format conversion of one stream's frames through a single swscale context.
+
+    ``VideoFrame.reformat`` and ``to_ndarray(format=...)`` build a new swscale context for every
+    frame, with automatic slice threads (it starts threads per call): at 64x48 that costs about
+    0.9 ms of CPU and 4 ms of wall time a frame, against 0.03 ms here. One
+    :class:`av.video.reformatter.VideoReformatter`, kept for the whole stream, caches its
+    context; one thread, because the pipeline runs decode and encode tasks side by side on
+    every core already.
+    """
+
+    def __init__(self, **params) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
+        self._params = params
+
+    def __call__(self, frame):
+        """``frame`` converted (the same frame when nothing needs doing)."""
+        return self._reformatter.reformat(frame, threads=1, **self._params)

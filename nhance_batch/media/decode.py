@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nhance_batch.media._color import rgb_format, sws_colorspace, sws_range
+from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
 from nhance_batch.media._open import _ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.plan import Chunk
@@ -112,11 +112,11 @@ def _decode_range(path: str, info: VideoInfo, lo: int, hi: int, *, seek_pts: int
         dtype=np.uint16 if info.high_bit_depth else np.uint8,
     )
     filled = np.zeros(len(wanted), dtype=bool)
-    convert: dict[str, Any] = {
-        "format": rgb_format(info.high_bit_depth),
-        "src_colorspace": sws_colorspace(info.color),
-        "src_color_range": sws_range(info.color),
-    }
+    convert = Converter(
+        format=rgb_format(info.high_bit_depth),
+        src_colorspace=sws_colorspace(info.color),
+        src_color_range=sws_range(info.color),
+    )
     with open_input(path) as container:
         stream = container.streams[info.stream_index]
         stream.codec_context.thread_type = "AUTO"
@@ -134,7 +134,7 @@ def _decode_range(path: str, info: VideoInfo, lo: int, hi: int, *, seek_pts: int
                 i = slot.get(pts)
                 if i is not None:
                     _check_size(path, info, frame)
-                    out[i] = frame.to_ndarray(**convert)
+                    out[i] = convert(frame).to_ndarray()
                     filled[i] = True
                 if pts >= wanted[-1]:
                     break

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from nhance_batch.config import EncodeConfig
-from nhance_batch.media._color import rgb_format, sws_colorspace, sws_range
+from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
 from nhance_batch.media._open import _ffmpeg_reason, open_output
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.probe import VideoInfo
@@ -124,11 +124,14 @@ def encode_part(
     _check_frames(frames, pts, info)
     settings = encoder_settings(info, config)
     in_format = rgb_format(info.high_bit_depth)
-    to_yuv: dict[str, Any] = {
-        "format": settings.pix_fmt,
-        "dst_colorspace": sws_colorspace(info.color),
-        "dst_color_range": sws_range(info.color),
-    }
+    if settings.lossless:
+        convert = Converter(format=settings.pix_fmt)
+    else:
+        convert = Converter(
+            format=settings.pix_fmt,
+            dst_colorspace=sws_colorspace(info.color),
+            dst_color_range=sws_range(info.color),
+        )
     try:
         with open_output(dest, PART_FORMAT, mov_options(info.time_base)) as container:
             stream = container.add_stream(
@@ -143,11 +146,7 @@ def encode_part(
             _tag_colors(stream.codec_context, info, settings.lossless)
             for array, timestamp in zip(frames, pts, strict=True):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format=in_format)
-                if settings.lossless:
-                    if settings.pix_fmt != in_format:
-                        frame = frame.reformat(format=settings.pix_fmt)
-                else:
-                    frame = frame.reformat(**to_yuv)
+                frame = convert(frame)
                 frame.pts = int(timestamp)
                 frame.time_base = info.time_base
                 container.mux(stream.encode(frame))

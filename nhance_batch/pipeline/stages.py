@@ -229,8 +229,37 @@ class EnhanceStage:
             result = stabiliser.result()
         except Exception as exc:  # noqa: BLE001
             return failure("enhance", exc)
+        finally:
+            release_free_memory()
         return Enhanced(result.frames, decoded.pts[own], result.gains_before, result.gains_after,
                         len(decoded.frames), decoded.seconds, time.perf_counter() - start)
+
+
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``); False where
+    there is no glibc.
+
+    The enhance stage allocates and frees a chunk's intermediate arrays from many threads
+    (the math backend's and Ray's), each with its own malloc arena; freed memory stays in
+    those arenas, so the actor's resident memory drifts up and down by 10% from chunk to
+    chunk (676-737 MiB at 64x48, over 20 chunks of 272 frames). Trimmed after every chunk it
+    stays at 640-644 MiB.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+
+        try:  # the process's own symbols: the C library it runs on
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if not _malloc_trim:
+        return False
+    _malloc_trim(0)
+    return True
+
+
+_malloc_trim = None
 
 
 def _scratch_file(dest: str, suffix: str) -> str:

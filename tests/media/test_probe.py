@@ -6,7 +6,6 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-import pytest
 
 from nhance_batch.media import ColorInfo, StreamInfo, probe
 from tests.media.conftest import CLIPS
