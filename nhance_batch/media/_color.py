@@ -37,16 +37,23 @@ class Converter:
     frame, with automatic slice threads (it starts threads per call): at 64x48 that costs about
     0.9 ms of CPU and 4 ms of wall time a frame, against 0.03 ms here. One
     :class:`av.video.reformatter.VideoReformatter`, kept for the whole stream, caches its
-    context; one thread, because the pipeline runs decode and encode tasks side by side on
-    every core already.
+    context; one thread (PyAV 17 and later thread it by default), because the pipeline runs
+    decode and encode tasks side by side on every core already.
     """
 
     def __init__(self, **params) -> None:
         from av.video.reformatter import VideoReformatter
 
         self._reformatter = VideoReformatter()
-        self._params = params
+        self._params = {**params, "threads": 1}
 
     def __call__(self, frame):
         """``frame`` converted (the same frame when nothing needs doing)."""
-        return self._reformatter.reformat(frame, threads=1, **self._params)
+        try:
+            return self._reformatter.reformat(frame, **self._params)
+        except TypeError:
+            if "threads" not in self._params:
+                raise
+            # PyAV < 17 has no ``threads`` argument (and no threaded swscale to turn off)
+            del self._params["threads"]
+            return self._reformatter.reformat(frame, **self._params)
