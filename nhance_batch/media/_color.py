@@ -42,18 +42,14 @@ class Converter:
     """
 
     def __init__(self, **params) -> None:
+        import av
         from av.video.reformatter import VideoReformatter
 
         self._reformatter = VideoReformatter()
-        self._params = {**params, "threads": 1}
+        if int(av.__version__.split(".")[0]) >= 17:  # before 17: no threads argument, no threads
+            params["threads"] = 1
+        self._params = params
 
     def __call__(self, frame):
         """``frame`` converted (the same frame when nothing needs doing)."""
-        try:
-            return self._reformatter.reformat(frame, **self._params)
-        except TypeError:
-            if "threads" not in self._params:
-                raise
-            # PyAV < 17 has no ``threads`` argument (and no threaded swscale to turn off)
-            del self._params["threads"]
-            return self._reformatter.reformat(frame, **self._params)
+        return self._reformatter.reformat(frame, **self._params)

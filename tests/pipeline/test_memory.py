@@ -33,3 +33,21 @@ def test_release_free_memory_returns_freed_heap_pages():
     after = _rss()
     assert held - after > 96 << 20, f"trim released only {(held - after) >> 20} MiB"
     del keep
+
+
+def test_enhance_stage_trims_after_every_chunk(monkeypatch):
+    from types import SimpleNamespace
+
+    from nhance_batch.config import ModelConfig
+    from nhance_batch.media import plan_chunks
+    from nhance_batch.pipeline import stages
+
+    calls = []
+    monkeypatch.setattr(stages, "release_free_memory", lambda: calls.append(1) or True)
+    stage = stages.EnhanceStage(ModelConfig(threads=1))
+    frames = np.random.default_rng(0).integers(0, 256, (6, 24, 32, 3), dtype=np.uint8)
+    for chunk in plan_chunks(6, 3, 0):
+        task = SimpleNamespace(chunk=chunk, temporal_radius=0)
+        decoded = stages.Decoded(frames[chunk.ctx_start:chunk.ctx_end], np.arange(3), 0.0)
+        assert isinstance(stage.process(task, decoded), stages.Enhanced)
+    assert len(calls) == 2
