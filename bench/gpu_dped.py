@@ -2,7 +2,7 @@
 
 Standalone: runs where the project is not installed and TensorFlow is absent (the device
 machine has JAX with CUDA; Keras 3, namex and optree travel as wheels, see bench/README.md). It
-imports only ``nhance_batch.dped`` and ``nhance_batch.checkpoint`` (numpy and the standard library
+imports only ``nhance_batch.model.dped`` and ``nhance_batch.model.checkpoint`` (numpy and the standard library
 at import time) from this checkout.
 
 For each size (default 1280x720 and 1920x1080) and each compute type, ``jax.jit(dped.forward)``
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from nhance_batch.dped import FLOPS_PER_PIXEL, DPEDWeights, forward  # noqa: E402
+from nhance_batch.model.dped import FLOPS_PER_PIXEL, DPEDWeights, forward  # noqa: E402
 
 DEFAULT_WEIGHTS = ROOT / "bench" / "_weights" / "iphone_orig"
 

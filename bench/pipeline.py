@@ -212,7 +212,7 @@ class EnhancerOnly:
 
     def __init__(self, batch: int, threads: int) -> None:
         from nhance_batch.config import ModelConfig
-        from nhance_batch.enhancer import Enhancer
+        from nhance_batch.model.enhancer import Enhancer
 
         self.enhancer = Enhancer(ModelConfig(batch_size=batch, threads=threads))
         self.enhancer.setup()
@@ -270,7 +270,7 @@ def run_pipeline(clip: Path, work: Path, chunk_frames: int | None, interval: flo
 def _chunk_times(out: Path) -> dict:
     """Per-chunk stage seconds from the job's manifest (sums and counts)."""
     try:
-        from nhance_batch.manifest import load_manifest
+        from nhance_batch.state.manifest import load_manifest
 
         manifest = load_manifest(str(out / "_nhance" / "manifest.parquet"))
     except Exception as exc:  # noqa: BLE001 - informative only

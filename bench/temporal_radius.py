@@ -89,7 +89,7 @@ def enhance_cached(name: str, frames: np.ndarray, cache: Path) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     from nhance_batch.config import ModelConfig
-    from nhance_batch.enhancer import Enhancer
+    from nhance_batch.model.enhancer import Enhancer
 
     enhancer = Enhancer(ModelConfig(name="iphone", batch_size=4))
     y = enhancer(frames, as_float=True)

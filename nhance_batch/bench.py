@@ -56,8 +56,8 @@ def matmul_seconds(n: int = MATMUL_N):
 def run_bench(width: int, height: int, batch: int, config: ModelConfig, *,
               rounds: int = 3, use_random_weights: bool = False) -> BenchResult:
     """Time the enhancer on a batch of ``width x height`` frames after warm-up."""
-    from nhance_batch.dped import FLOPS_PER_PIXEL, DPEDWeights
-    from nhance_batch.enhancer import Enhancer
+    from nhance_batch.model.dped import FLOPS_PER_PIXEL, DPEDWeights
+    from nhance_batch.model.enhancer import Enhancer
 
     weights_label = "random"
     weights = DPEDWeights.random() if use_random_weights else None

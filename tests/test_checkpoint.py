@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from nhance_batch.checkpoint import CheckpointError, read_checkpoint
+from nhance_batch.model.checkpoint import CheckpointError, read_checkpoint
 from tests.conftest import MODEL_NAMES
 
 

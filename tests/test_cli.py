@@ -41,7 +41,7 @@ def test_enhance_image_png_jpeg_and_side_by_side(runner, tmp_path, real_frame):
     result = runner.invoke(cli, ["enhance-image", str(src), str(out), "--model", "sony"])
     assert result.exit_code == 0, result.output
     from nhance_batch.config import ModelConfig
-    from nhance_batch.enhancer import Enhancer
+    from nhance_batch.model.enhancer import Enhancer
 
     expected = Enhancer(ModelConfig(name="sony", batch_size=1))(real_frame[:45, :63])
     np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)

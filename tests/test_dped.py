@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from nhance_batch.config import ModelConfig
-from nhance_batch.dped import DPEDWeights
-from nhance_batch.enhancer import Enhancer
+from nhance_batch.model.dped import DPEDWeights
+from nhance_batch.model.enhancer import Enhancer
 from tests.conftest import MODEL_NAMES
 
 SIZES = [(48, 64), (143, 175), (7, 5), (1, 1), (2, 9)]  # (H, W): even, odd, tiny

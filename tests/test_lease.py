@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nhance_batch.lease import Lease, LeaseError
+from nhance_batch.state.lease import Lease, LeaseError
 
 REPO = Path(__file__).resolve().parents[1]
 TTL = 0.5
@@ -77,7 +77,7 @@ def test_dead_holder_expires(tmp_path: Path) -> None:
 _CHILD = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from nhance_batch.lease import Lease
+from nhance_batch.state.lease import Lease
 lease = Lease(sys.argv[1], ttl={ttl}, owner="child")
 lease.acquire()
 lease.start_heartbeat()

@@ -15,8 +15,8 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from nhance_batch import manifest as mf
-from nhance_batch.manifest import (
+from nhance_batch.state import manifest as mf
+from nhance_batch.state.manifest import (
     DONE,
     FAILED,
     PENDING,
@@ -273,7 +273,7 @@ def test_temp_litter_is_ignored_and_cleaned(tmp_path: Path) -> None:
 _CHILD = """
 import sys
 sys.path.insert(0, {repo!r})
-from nhance_batch.manifest import load_manifest, save_manifest
+from nhance_batch.state.manifest import load_manifest, save_manifest
 path, a_path, b_path = sys.argv[1:]
 a, b = load_manifest(a_path), load_manifest(b_path)
 save_manifest(a, path)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from nhance_batch import registry
-from nhance_batch.registry import ModelError, ModelSpec, resolve
+from nhance_batch.model import registry
+from nhance_batch.model.registry import ModelError, ModelSpec, resolve
 
 
 @pytest.fixture

@@ -195,7 +195,7 @@ def dped_clips(models_dir):
     """The flicker clip, the step clip and a clip with a black frame, with the real iphone
     DPED's float output for each (one forward pass over all of them)."""
     from nhance_batch.config import ModelConfig
-    from nhance_batch.enhancer import Enhancer
+    from nhance_batch.model.enhancer import Enhancer
 
     rng = np.random.default_rng(7)
     t = np.arange(FLICKER_FRAMES)

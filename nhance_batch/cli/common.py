@@ -25,7 +25,7 @@ def config_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from nhance_batch.images import ImageError
-        from nhance_batch.registry import ModelError
+        from nhance_batch.model.registry import ModelError
 
         try:
             return fn(*args, **kwargs)
@@ -39,7 +39,7 @@ def config_errors(fn):
 def load_job_manifest(output: str, manifest: str | None, options: dict):
     """The manifest of the job in OUTPUT (or at ``manifest``); exits 2 when there is none or
     it cannot be read."""
-    from nhance_batch.manifest import ManifestError
+    from nhance_batch.state.manifest import ManifestError
     from nhance_batch.pipeline.driver import manifest_url, read_manifest
     from nhance_batch.storage import StorageError
 

@@ -20,7 +20,7 @@ def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None
     """Enhance the image IN (any format PIL or PyAV reads) into OUT (.png, .jpg or .jpeg)."""
     from nhance_batch import images
     from nhance_batch.config import ModelConfig
-    from nhance_batch.enhancer import Enhancer
+    from nhance_batch.model.enhancer import Enhancer
 
     if dst.suffix.lower() not in images.WRITE_FORMATS:
         raise click.BadParameter(f"{dst.suffix or 'no extension'}; use "

@@ -13,7 +13,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models(download: bool, as_json: bool) -> None:
     """List the models and where each was found (NHANCE_MODELS, the cache, or not yet)."""
-    from nhance_batch.registry import ModelError, default_model, load_registry, resolve
+    from nhance_batch.model.registry import ModelError, default_model, load_registry, resolve
 
     rows = []
     for name, spec in sorted(load_registry()[1].items()):

@@ -116,11 +116,11 @@ def build_config(input_spec: str, output: str, *, model_name, model_path, chunk_
 def execute(config, *, executor_name: str, manifest: str | None, force: bool, keep_parts: bool,
             summary_json: Path | None) -> None:
     """Run the job and exit with 0 (all done), 1 (some failed) or 2 (configuration)."""
-    from nhance_batch.lease import LeaseError
+    from nhance_batch.state.lease import LeaseError
     from nhance_batch.pipeline.driver import Driver, JobConfigMismatch
     from nhance_batch.pipeline.executor import WorkerStartError
     from nhance_batch.pipeline.progress import RichReporter, print_summary
-    from nhance_batch.registry import ModelError, resolve
+    from nhance_batch.model.registry import ModelError, resolve
 
     try:
         resolve(config.model.name, config.model.path)  # fail fast, before any cluster work

@@ -12,7 +12,7 @@ from nhance_batch.cli.run import parse_storage, storage_option
 
 def _driver_alive(output: str, options: dict) -> bool:
     from nhance_batch import storage
-    from nhance_batch.lease import live_holder
+    from nhance_batch.state.lease import live_holder
     from nhance_batch.pipeline.driver import STATE_DIR
 
     return live_holder(storage.join(output, STATE_DIR, "lease.json"), options) is not None
@@ -27,7 +27,7 @@ def _driver_alive(output: str, options: dict) -> bool:
 def status(output: str, manifest: str | None, as_json: bool, storage_options: str | None) -> None:
     """Per video: status (pending, running, done, failed), chunks done/total, frames, error;
     and the job's progress and ETA. Exit code 2 when OUTPUT holds no job."""
-    from nhance_batch.manifest import summarize_for_status
+    from nhance_batch.state.manifest import summarize_for_status
 
     options = parse_storage(storage_options)
     report = summarize_for_status(load_job_manifest(output, manifest, options))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from nhance_batch.config import RunConfig
-from nhance_batch.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord, Manifest,
+from nhance_batch.state.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord, Manifest,
                                    VideoRecord, load_manifest, save_manifest)
 from nhance_batch import storage
 from nhance_batch.pipeline import stages
@@ -249,7 +249,7 @@ class Driver:
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> JobSummary:
-        from nhance_batch.lease import lease_for
+        from nhance_batch.state.lease import lease_for
 
         storage.makedirs_for(storage.join(self.state_dir, "lease.json"))
         lease = lease_for(storage.join(self.state_dir, "lease.json"), self.options)

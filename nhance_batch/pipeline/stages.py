@@ -207,7 +207,7 @@ class EnhanceStage:
         self._enhancer = None
 
     def setup(self) -> None:
-        from nhance_batch.enhancer import Enhancer
+        from nhance_batch.model.enhancer import Enhancer
 
         self._enhancer = Enhancer(self.model)
         self._enhancer.setup()

@@ -88,6 +88,6 @@ def assert_plays_like(source: Path, output: Path) -> None:
 
 def enhance_directly(frames: np.ndarray, batch_size: int = 4) -> np.ndarray:
     from nhance_batch.config import ModelConfig
-    from nhance_batch.enhancer import Enhancer
+    from nhance_batch.model.enhancer import Enhancer
 
     return Enhancer(ModelConfig(batch_size=batch_size))(frames)

@@ -57,7 +57,7 @@ def test_actor_queue_is_bounded_and_progress_is_recorded(local_ray, clips, tmp_p
 
 
 def test_model_that_cannot_load_ends_the_run_with_its_error(local_ray, clips, tmp_path):
-    from nhance_batch.registry import resolve
+    from nhance_batch.model.registry import resolve
 
     good = resolve("iphone").prefix
     broken = tmp_path / "model" / good.name

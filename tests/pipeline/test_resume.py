@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from nhance_batch.cli import cli
 from nhance_batch.config import ChunkConfig, EncodeConfig, RunConfig
-from nhance_batch.lease import Lease
-from nhance_batch.manifest import DONE, load_manifest
+from nhance_batch.state.lease import Lease
+from nhance_batch.state.manifest import DONE, load_manifest
 from nhance_batch.pipeline.driver import Driver
 from nhance_batch.pipeline.executor import SequentialExecutor
 from nhance_batch.pipeline.progress import NullReporter

@@ -51,8 +51,8 @@ class Enhancer:
         """Load the weights (once per process) and configure the backend."""
         _configure_threads(self.config.threads)
         if self._weights is None:
-            from nhance_batch.dped import DPEDWeights
-            from nhance_batch.registry import resolve
+            from nhance_batch.model.dped import DPEDWeights
+            from nhance_batch.model.registry import resolve
 
             resolved = resolve(self.config.name, self.config.path)
             self.model_path = resolved.prefix
@@ -72,7 +72,7 @@ class Enhancer:
         import keras
         from keras import ops
 
-        from nhance_batch.dped import forward
+        from nhance_batch.model.dped import forward
 
         weights, precision = self._weights, self.config.precision
         scale = float(np.iinfo(dtype).max)

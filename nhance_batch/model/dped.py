@@ -60,7 +60,7 @@ class DPEDWeights:
     @classmethod
     def load(cls, prefix: str | Path) -> "DPEDWeights":
         """Read the TF1 checkpoint at ``prefix`` (no TensorFlow needed)."""
-        from nhance_batch.checkpoint import read_checkpoint
+        from nhance_batch.model.checkpoint import read_checkpoint
 
         return cls.from_variables(read_checkpoint(prefix))
 

@@ -56,7 +56,7 @@ def _registry_text() -> str:
     if packaged.is_file():
         return packaged.read_text()
     # editable install / source checkout: the registry lives in the repository's models/
-    return (Path(__file__).resolve().parents[1] / "models" / "registry.toml").read_text()
+    return (Path(__file__).resolve().parents[2] / "models" / "registry.toml").read_text()
 
 
 @lru_cache(maxsize=1)
