@@ -15,10 +15,19 @@ Pixel formats (lossy mode):
 Lossless mode (``EncodeConfig.lossless``): FFV1 in RGB, ``bgr0`` for 8-bit
 frames and ``rgb48le`` for 16-bit ones, so decoding returns the given RGB
 arrays bit for bit (the configured codec is ignored).
+
+``codec="auto"`` (:func:`choose_codec`, :func:`resolve_codec`): the first hardware
+encoder of :data:`HARDWARE_ENCODERS` that really works on this machine (an encoder
+is opened and one frame encoded: FFmpeg builds list NVENC even where no GPU or
+driver library is there), else libx264, with a note saying why. The choice is
+made once per process. NVENC takes the CRF as its constant-quality value
+(``rc=vbr``, ``cq``) and the x264 preset names map to its p1-p7 presets.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,11 +50,115 @@ _PIX_FMT_CANDIDATES: dict[tuple[bool, bool], tuple[str, ...]] = {
     # (high bit depth, odd size) -> preferred pixel formats, best first
     (False, False): ("yuv420p", "yuv444p"),
     (False, True): ("yuv444p",),
-    (True, False): ("yuv420p10le", "yuv444p10le", "yuv420p12le", "yuv444p12le"),
+    (True, False): ("yuv420p10le", "p010le", "yuv444p10le", "yuv420p12le", "yuv444p12le",
+                    "yuv444p16le"),
     (True, True): ("yuv444p10le", "yuv444p12le", "yuv444p16le"),
 }
 _PRESET_ENCODERS = frozenset({"libx264", "libx265", "libx264rgb"})
 _FALLBACK_RATE = Fraction(25)
+
+log = logging.getLogger(__name__)
+
+#: The ``codec`` value that picks an encoder where the job runs.
+AUTO_CODEC = "auto"
+#: Hardware encoders ``--codec auto`` tries, best first.
+HARDWARE_ENCODERS = ("h264_nvenc", "hevc_nvenc")
+#: What ``--codec auto`` uses when no hardware encoder works.
+SOFTWARE_CODEC = "libx264"
+_NVENC_ENCODERS = frozenset({"h264_nvenc", "hevc_nvenc", "av1_nvenc"})
+# x264 preset names -> NVENC's p1 (fastest) .. p7 (best); p1-p7 pass through.
+_NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3",
+                  "fast": "p3", "medium": "p4", "slow": "p5", "slower": "p6",
+                  "veryslow": "p7", "placebo": "p7"}
+# The frame an encoder probe encodes: large enough for every hardware encoder's minimum.
+_PROBE_SIZE = (256, 256)
+
+
+@dataclass(frozen=True)
+class CodecChoice:
+    """What ``codec="auto"`` chose on this machine.
+
+    Attributes:
+        codec: the encoder to use.
+        hardware: whether it is one of the hardware encoders.
+        note: why no hardware encoder is used (None when one is).
+        tried: each hardware encoder tried before the choice, with the reason it was refused.
+    """
+
+    codec: str
+    hardware: bool
+    note: str | None
+    tried: tuple[tuple[str, str], ...] = ()
+
+
+def probe_encoder(name: str) -> str | None:
+    """Open encoder ``name`` and encode one frame with it: None when that works, else why not.
+
+    Listing is not enough: FFmpeg builds carry NVENC whether or not the machine has an NVIDIA
+    GPU and its driver's encode library, and the encoder fails only when it is opened.
+    """
+    import av
+
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.FFmpegError, ValueError):
+        return "not in this FFmpeg build"
+    formats = [f.name for f in codec.video_formats or ()]
+    pix_fmt = "yuv420p" if "yuv420p" in formats or not formats else formats[0]
+    width, height = _PROBE_SIZE
+    try:
+        context = av.CodecContext.create(codec)
+        context.width, context.height, context.pix_fmt = width, height, pix_fmt
+        context.time_base = Fraction(1, 25)
+        context.framerate = Fraction(25)
+        context.open()
+        frame = av.VideoFrame(width, height, pix_fmt)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.pts = 0
+        packets = list(context.encode(frame)) + list(context.encode(None))
+    except Exception as exc:  # noqa: BLE001 - any failure means: not usable here
+        reason = _ffmpeg_reason(exc) if isinstance(exc, av.FFmpegError) else str(exc)
+        return f"cannot open it here ({reason or type(exc).__name__})"
+    if not packets:
+        return "it opened but produced no output"
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def choose_codec(candidates: tuple[str, ...] = HARDWARE_ENCODERS,
+                 fallback: str = SOFTWARE_CODEC) -> CodecChoice:
+    """The first of ``candidates`` that :func:`probe_encoder` finds working, else ``fallback``
+    with a note naming each candidate and why it was refused. Cached per process."""
+    tried = []
+    for name in candidates:
+        reason = probe_encoder(name)
+        if reason is None:
+            log.info("codec auto: using the hardware encoder %s", name)
+            return CodecChoice(name, True, None, tuple(tried))
+        tried.append((name, reason))
+    why = "; ".join(f"{name}: {reason}" for name, reason in tried) or "none to try"
+    note = f"codec auto: no working hardware encoder ({why}); using {fallback}"
+    log.info("%s", note)
+    return CodecChoice(fallback, False, note, tuple(tried))
+
+
+def resolve_codec(config: EncodeConfig) -> tuple[EncodeConfig, str | None]:
+    """``config`` with ``codec="auto"`` replaced by :func:`choose_codec`'s encoder, and the
+    note to show (None when nothing was resolved or a hardware encoder was found).
+
+    Resolve once per job, where the job starts, so that every part of a video has the same
+    codec (parts are joined without re-encoding)."""
+    if config.lossless or config.codec != AUTO_CODEC:
+        return config, None
+    choice = choose_codec()
+    if hasattr(config, "model_copy"):
+        resolved = config.model_copy(update={"codec": choice.codec})
+    else:  # a dataclass config
+        from dataclasses import replace
+
+        resolved = replace(config, codec=choice.codec)
+    return resolved, choice.note
 
 
 @dataclass(frozen=True)
@@ -77,6 +190,8 @@ def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
     if config.lossless:
         pix_fmt = "rgb48le" if info.high_bit_depth else "bgr0"
         return EncoderSettings(LOSSLESS_CODEC, pix_fmt, {}, lossless=True)
+    if config.codec == AUTO_CODEC:  # not resolved by the job: choose here (cached)
+        config, _ = resolve_codec(config)
     try:
         codec = av.codec.Codec(config.codec, "w")
     except (av.FFmpegError, ValueError):
@@ -92,6 +207,10 @@ def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
             f"encoder {config.codec!r} supports none of the pixel formats for a "
             f"{info.width}x{info.height} {info.bit_depth}-bit video",
         )
+    if config.codec in _NVENC_ENCODERS:
+        preset = _NVENC_PRESETS.get(config.preset, config.preset)
+        options = {"rc": "vbr", "cq": str(min(config.crf, 51)), "b": "0", "preset": preset}
+        return EncoderSettings(config.codec, pix_fmt, options, lossless=False)
     options = {"crf": str(config.crf)}
     if config.codec in _PRESET_ENCODERS:
         options["preset"] = config.preset

@@ -1,0 +1,69 @@
+"""Which Keras backend runs the enhancer: TensorFlow or JAX, whichever is installed.
+
+Keras 3 picks its backend from ``KERAS_BACKEND`` (or ``~/.keras/keras.json``) when it is first
+imported, and defaults to TensorFlow. An install with only the ``jax`` extra (a GPU image needs
+only one of the two) has no TensorFlow, so :func:`ensure_backend` selects JAX there when nothing
+was asked for; with both installed, TensorFlow stays the default and ``KERAS_BACKEND=jax``
+chooses JAX. Call it before anything imports Keras in the process (the enhancer's ``setup``
+does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+#: The backends the enhancer runs on, and the extra that installs each.
+EXTRAS = {"tensorflow": "tf", "jax": "jax"}
+
+
+class BackendError(RuntimeError):
+    """No usable Keras backend is installed (the message names the extra to install)."""
+
+
+def _configured() -> str | None:
+    """The backend asked for: ``KERAS_BACKEND``, else ``~/.keras/keras.json``'s, else None."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as handle:
+            value = json.load(handle).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def installed_backends() -> list[str]:
+    """Backends whose package is importable here (without importing them)."""
+    return [name for name in EXTRAS if find_spec(name) is not None]
+
+
+def ensure_backend() -> str:
+    """Select the backend (see the module docstring), import Keras, return its backend name.
+
+    Raises:
+        BackendError: the backend asked for, or every backend, is not installed.
+    """
+    if "keras" not in sys.modules:
+        wanted = _configured()
+        present = installed_backends()
+        if wanted is None:
+            if not present:
+                raise BackendError(
+                    "no Keras backend is installed: pip install 'nhance-batch[tf]' "
+                    "(TensorFlow) or 'nhance-batch[jax]' (JAX; '[jax-gpu]' for NVIDIA GPUs)")
+            if "tensorflow" not in present:
+                os.environ["KERAS_BACKEND"] = present[0]
+        elif wanted in EXTRAS and wanted not in present:
+            raise BackendError(
+                f"KERAS_BACKEND={wanted} but {wanted} is not installed: pip install "
+                f"'nhance-batch[{EXTRAS[wanted]}]', or unset KERAS_BACKEND"
+                + (f" to use {present[0]}" if present else ""))
+    import keras
+
+    return keras.backend.backend()
