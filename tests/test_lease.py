@@ -1,4 +1,5 @@
-"""The output lease: one live driver at a time, expiry of dead holders, forced take-over."""
+"""The output lease (local lease file): one live driver at a time, dead holders taken over at
+once, expiry of holders that may be alive elsewhere, forced take-over, heartbeat failures."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from nhance_batch.state.lease import Lease, LeaseError
+from nhance_batch.state import lease as lease_module
+from nhance_batch.state.lease import Lease, LeaseError, lease_for, live_holder
 
 REPO = Path(__file__).resolve().parents[1]
 TTL = 0.5
 LIVE_TTL = 1.0  # for holders that must stay alive through a busy machine's scheduling hiccups
+LONG_TTL = 60.0  # a heartbeat that stays fresh for the whole test: only proof of death frees it
 
 
 def _lease_path(tmp_path: Path) -> str:
@@ -34,6 +38,38 @@ def _wait_for(predicate, timeout: float = 3.0) -> bool:  # type: ignore[no-untyp
     return predicate()
 
 
+def _try_acquire(lease: Lease) -> bool:
+    try:
+        lease.acquire()
+    except LeaseError:
+        return False
+    return True
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _write_holder(path: str, **fields) -> dict:  # type: ignore[no-untyped-def]
+    """A fresh lease record as another driver would have written it."""
+    now = time.time()
+    record = {"owner": "other", "host": socket.gethostname(), "pid": os.getpid(),
+              "started": psutil.Process().create_time(), "boot": _boot_id(),
+              "pidns": os.stat("/proc/self/ns/pid").st_ino, "lock": False,
+              "acquired": now - 5, "heartbeat": now, "ttl": LONG_TTL}
+    record.update(fields)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Path(path).write_text(json.dumps(record))
+    return record
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 def test_live_holder_refuses_others(tmp_path: Path) -> None:
     path = _lease_path(tmp_path)
     first = Lease(path, ttl=LIVE_TTL, owner="first")
@@ -41,9 +77,13 @@ def test_live_holder_refuses_others(tmp_path: Path) -> None:
     first.start_heartbeat()
     try:
         record = json.loads(Path(path).read_text())
-        assert set(record) == {"owner", "host", "pid", "acquired", "heartbeat", "ttl"}
+        assert set(record) == {"owner", "host", "pid", "started", "boot", "pidns", "lock",
+                               "acquired", "heartbeat", "ttl"}
         assert record["owner"] == "first" and record["pid"] == os.getpid()
+        assert record["started"] == pytest.approx(psutil.Process().create_time())
+        assert record["boot"] == _boot_id() and record["lock"] is True
         assert record["ttl"] == LIVE_TTL
+        assert os.path.exists(path + ".lock")
         time.sleep(1.4 * LIVE_TTL)  # well past the ttl: only the heartbeat keeps it alive
         assert json.loads(Path(path).read_text())["heartbeat"] > record["heartbeat"]
         with pytest.raises(LeaseError) as info:
@@ -53,25 +93,77 @@ def test_live_holder_refuses_others(tmp_path: Path) -> None:
         assert f"pid {os.getpid()}" in message
         assert "--force" in message and "heartbeat" in message and "since" in message
         assert info.value.holder is not None and info.value.holder["owner"] == "first"
+        assert live_holder(path)["owner"] == "first"
         assert not first.lost
     finally:
         first.release()
-    assert not os.path.exists(path)
+    assert not os.path.exists(path) and not os.path.exists(path + ".lock")
+    assert live_holder(path) is None
 
 
-def test_dead_holder_expires(tmp_path: Path) -> None:
+def test_holder_on_another_machine_waits_for_its_ttl(tmp_path: Path) -> None:
     path = _lease_path(tmp_path)
-    os.makedirs(os.path.dirname(path))
-    now = time.time()
-    dead = {
-        "owner": "dead", "host": "elsewhere", "pid": 1,
-        "acquired": now - 100, "heartbeat": now - 10, "ttl": 5.0,
-    }
-    Path(path).write_text(json.dumps(dead))
+    # another host: its pid means nothing here, so only the heartbeat's age counts
+    _write_holder(path, host="elsewhere", pid=_dead_pid(), ttl=LONG_TTL)
+    with pytest.raises(LeaseError, match="possibly alive on another machine"):
+        Lease(path, ttl=TTL, owner="new").acquire()
+    _write_holder(path, host="elsewhere", heartbeat=time.time() - 10, ttl=5.0)
     lease = Lease(path, ttl=TTL, owner="new")
     lease.acquire()
     assert json.loads(Path(path).read_text())["owner"] == "new"
     lease.release()
+
+
+def test_same_host_dead_pid_is_taken_over_at_once(tmp_path: Path) -> None:
+    path = _lease_path(tmp_path)
+    _write_holder(path, pid=_dead_pid())  # fresh heartbeat, but its process is gone
+    assert live_holder(path) is None
+    lease = Lease(path, ttl=TTL, owner="new")
+    lease.acquire()
+    assert json.loads(Path(path).read_text())["owner"] == "new"
+    lease.release()
+
+
+def test_reused_pid_is_recognised_by_its_start_time(tmp_path: Path) -> None:
+    path = _lease_path(tmp_path)
+    # our own (running) pid, but recorded with the start time of an earlier process
+    _write_holder(path, started=psutil.Process().create_time() - 3600)
+    lease = Lease(path, ttl=TTL, owner="new")
+    lease.acquire()
+    lease.release()
+    # the same pid with its true start time is a live process: refused
+    _write_holder(path)
+    with pytest.raises(LeaseError, match="a live process on this machine"):
+        Lease(path, ttl=TTL, owner="new").acquire()
+
+
+def test_other_boot_or_pid_namespace_proves_nothing_by_pid(tmp_path: Path) -> None:
+    path = _lease_path(tmp_path)
+    for fields in ({"boot": "another-boot-of-a-machine-with-this-name"}, {"pidns": 1}):
+        _write_holder(path, pid=_dead_pid(), **fields)
+        with pytest.raises(LeaseError):
+            Lease(path, ttl=TTL, owner="new").acquire()
+
+
+def test_free_lifetime_lock_proves_the_holder_dead(tmp_path: Path) -> None:
+    """A holder that held the sibling lock file: a free lock means it is gone, even when its
+    pid cannot be judged (another pid namespace: a container on this machine)."""
+    path = _lease_path(tmp_path)
+    _write_holder(path, pidns=1, lock=True)
+    lease = Lease(path, ttl=TTL, owner="new")
+    lease.acquire()
+    assert json.loads(Path(path).read_text())["lock"] is True
+    lease.release()
+    # the same record while a process of this machine holds the lock: refused
+    holder = Lease(path, ttl=LONG_TTL, owner="holder")
+    holder.acquire()
+    try:
+        record = json.loads(Path(path).read_text())
+        _write_holder(path, **{**record, "pidns": 1})
+        with pytest.raises(LeaseError):
+            Lease(path, ttl=TTL, owner="new").acquire()
+    finally:
+        holder.release()
 
 
 _CHILD = """
@@ -82,36 +174,37 @@ lease = Lease(sys.argv[1], ttl={ttl}, owner="child")
 lease.acquire()
 lease.start_heartbeat()
 print("ready", flush=True)
-time.sleep(60)
+time.sleep(600)
 """
 
 
-def test_sigkilled_driver_lease_expires(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+def test_sigkilled_holder_is_taken_over_at_once(tmp_path: Path, reaped: bool) -> None:
     path = _lease_path(tmp_path)
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD.format(repo=str(REPO), ttl=LIVE_TTL), path], stdout=subprocess.PIPE
-    )
+        [sys.executable, "-c", _CHILD.format(repo=str(REPO), ttl=LONG_TTL), path],
+        stdout=subprocess.PIPE)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
         with pytest.raises(LeaseError, match=f"pid {child.pid}"):
             Lease(path, ttl=TTL, owner="parent").acquire()
-    finally:
         os.kill(child.pid, signal.SIGKILL)
+        if reaped:
+            child.wait()
+        else:  # killed but not yet reaped: a zombie with the same pid
+            assert _wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE)
+        record = json.loads(Path(path).read_text())
+        assert record["owner"] == "child" and time.time() - record["heartbeat"] < LONG_TTL
+        parent = Lease(path, ttl=TTL, owner="parent")
+        parent.acquire()  # no --force, no waiting: the holder is provably dead
+        assert json.loads(Path(path).read_text())["owner"] == "parent"
+        parent.release()
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
-    parent = Lease(path, ttl=TTL, owner="parent")
-    assert _wait_for(lambda: _try_acquire(parent), timeout=4 * LIVE_TTL)
-    assert json.loads(Path(path).read_text())["owner"] == "parent"
-    parent.release()
-
-
-def _try_acquire(lease: Lease) -> bool:
-    try:
-        lease.acquire()
-    except LeaseError:
-        return False
-    return True
 
 
 def test_force_takes_over_and_old_holder_notices(tmp_path: Path) -> None:
@@ -122,7 +215,8 @@ def test_force_takes_over_and_old_holder_notices(tmp_path: Path) -> None:
     new = Lease(path, ttl=TTL, owner="new")
     new.acquire(force=True)
     assert _wait_for(lambda: old.lost, timeout=2.0)
-    with pytest.raises(LeaseError, match="taken over"):
+    assert "taken over by new" in (old.lost_reason or "")
+    with pytest.raises(LeaseError, match="no longer this driver's"):
         old.check()
     time.sleep(0.25)  # the old heartbeat has stopped: it never writes over the new owner
     assert json.loads(Path(path).read_text())["owner"] == "new"
@@ -133,14 +227,46 @@ def test_force_takes_over_and_old_holder_notices(tmp_path: Path) -> None:
     assert not os.path.exists(path)
 
 
+def test_heartbeat_exception_marks_the_lease_lost(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _lease_path(tmp_path)
+    lease = Lease(path, ttl=0.3, owner="me")
+    lease.acquire()
+
+    def broken(record):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(lease, "_write_replace", broken)
+    assert not lease.lost
+    lease.start_heartbeat()
+    assert _wait_for(lambda: lease._thread is not None and not lease._thread.is_alive())
+    assert lease.lost and "RuntimeError: disk on fire" in (lease.lost_reason or "")
+    with pytest.raises(LeaseError, match="disk on fire"):
+        lease.check()
+    monkeypatch.undo()
+    lease.release()
+    assert not os.path.exists(path)
+
+
+def test_silence_longer_than_the_ttl_marks_the_lease_lost(tmp_path: Path) -> None:
+    path = _lease_path(tmp_path)
+    lease = Lease(path, ttl=0.3, owner="me")
+    lease.acquire()  # no heartbeat thread: nothing renews it
+    assert not lease.lost
+    time.sleep(0.45)
+    assert lease.lost and "ttl" in (lease.lost_reason or "")
+    lease.release()
+
+
 def test_context_manager_and_reacquire(tmp_path: Path) -> None:
     path = _lease_path(tmp_path)
     with Lease(path, ttl=TTL, owner="me") as lease:
         acquired = json.loads(Path(path).read_text())["acquired"]
         lease.acquire()  # re-acquiring one's own lease just refreshes it
         assert json.loads(Path(path).read_text())["acquired"] == acquired
+        assert json.loads(Path(path).read_text())["lock"] is True
     assert not os.path.exists(path)
-    assert [n for n in os.listdir(os.path.dirname(path))] == []  # no temp litter
+    assert [n for n in os.listdir(os.path.dirname(path))] == []  # no temp or lock litter
 
 
 def test_ttl_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,12 +277,20 @@ def test_ttl_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert Lease(_lease_path(tmp_path)).ttl == 30.0
 
 
-@pytest.mark.parametrize("existing", ["absent", "expired"])
+def test_lease_for_picks_the_kind() -> None:
+    assert type(lease_for("/tmp/x/_nhance/lease.json")) is Lease
+    assert type(lease_for("file:///tmp/x/_nhance/lease.json")) is Lease
+    assert type(lease_for("s3://bucket/x/_nhance/lease.json")) is lease_module.StoreLease
+
+
+@pytest.mark.parametrize("existing", ["absent", "expired", "dead"])
 def test_racing_acquirers_one_wins(tmp_path: Path, existing: str) -> None:
     path = _lease_path(tmp_path)
     if existing == "expired":
         os.makedirs(os.path.dirname(path))
         Path(path).write_text(json.dumps({"owner": "dead", "heartbeat": 0.0, "ttl": 1.0}))
+    elif existing == "dead":
+        _write_holder(path, owner="dead", pid=_dead_pid())
     leases = [Lease(path, ttl=5.0, owner=f"racer-{i}") for i in range(6)]
     barrier = threading.Barrier(len(leases))
     winners: list[str] = []
@@ -173,3 +307,34 @@ def test_racing_acquirers_one_wins(tmp_path: Path, existing: str) -> None:
         t.join()
     assert len(winners) == 1
     assert json.loads(Path(path).read_text())["owner"] == winners[0]
+    for lease in leases:
+        lease.release()
+
+
+@pytest.mark.slow
+def test_rerun_right_after_kill_9_is_not_refused(tmp_path: Path) -> None:
+    """The user's case: `kill -9` of a running `run`, then the same command at once (default
+    ttl of 30 s, no --force) resumes instead of being refused."""
+    from tests.media.makemedia import make_video
+
+    src = make_video(tmp_path / "in" / "clip.mp4", width=64, height=48, frames=30, gop=5)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "NHANCE_LEASE_TTL")}
+    env["NHANCE_MANIFEST_SAVE_S"] = "0"
+    command = [sys.executable, "-m", "nhance_batch", "run", str(src.parent), str(out),
+               "--executor", "sequential", "--lossless", "--chunk-frames", "5",
+               "--temporal-radius", "1"]
+    proc = subprocess.Popen(command, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lease_file = out / "_nhance" / "lease.json"
+    try:
+        assert _wait_for(lambda: lease_file.exists() or proc.poll() is not None, 300)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert json.loads(lease_file.read_text())["pid"] == proc.pid  # left behind, fresh
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "another nhance-batch driver" not in rerun.stderr
+    assert not lease_file.exists()

@@ -1,22 +1,33 @@
-"""One driver at a time per output folder: a lease file with a heartbeat.
+"""One driver at a time per output folder: a lease with a heartbeat, and proof of death.
 
-The driver holds ``OUTPUT/_nhance/lease.json`` while it works and rewrites its heartbeat every
-``ttl / 3`` seconds. Another driver refuses to start while the heartbeat is younger than the
-lease's ttl; once a holder dies its heartbeat ages past the ttl and the lease may be taken.
-``force`` takes a live lease over; the old holder's heartbeat thread then finds the lease no
-longer its own and sets :attr:`Lease.lost`, which the old driver must check before committing.
+The driver holds ``OUTPUT/_nhance/lease.json`` while it works and renews its heartbeat every
+``ttl / 3`` seconds. Another driver may take the lease over when
 
-On one machine every read-decide-write step (acquire, heartbeat, release) runs under an
-exclusive ``flock`` on the lease's folder, so two processes can never both win; the file
-protocol itself is race-aware too (``O_CREAT | O_EXCL`` for a fresh lease; temp file +
-``os.replace`` and a re-read for a take-over). Across machines on a shared file system the
-lease relies on roughly synchronized clocks, since heartbeat ages compare wall-clock times.
+* its holder is **provably dead**: it ran on this machine (same host name and kernel boot) and
+  its process is gone, or the pid now belongs to a process started at another time (pid
+  reuse), or it is a zombie; or, for a lease file, the holder recorded that it holds the
+  sibling lock file ``lease.json.lock`` (an ``flock`` kept for the holder's whole life, which
+  the kernel drops when the process dies) and that lock is free. Then it is taken at once;
+* or its heartbeat is older than its ttl (a holder on another machine, which may be alive,
+  is only ever judged this way);
+* or ``force`` (the old holder notices and sets :attr:`Lease.lost`).
+
+Every renewal is conditional on the lease still being ours: a lease file is re-read under an
+exclusive ``flock`` on its folder (the same lock serializes every read-decide-write step on
+one machine); a lease object in S3, GCS or Azure Blob is created with the store's own
+"only if absent" precondition and replaced or deleted only if its ETag / generation is the
+one we wrote (:mod:`nhance_batch.storage.conditional`), so of drivers starting in the same
+instant exactly one proceeds, and a taken-over holder learns it at its next renewal. Any
+exception while renewing, and any silence longer than the ttl, marks the lease lost.
+Heartbeat ages compare wall-clock times, so machines sharing an output need roughly
+synchronized clocks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -27,14 +38,18 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
-try:  # POSIX only; elsewhere the file protocol alone guards the lease
+try:  # POSIX only; elsewhere the file protocol and the pid check guard the lease
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TTL = 30.0
 TTL_ENV = "NHANCE_LEASE_TTL"
 _UNREADABLE_WAIT_S = 0.05  # how long to wait for a lease file being created to get its content
+_START_TIME_SLACK_S = 1.0  # process start times are derived from boot time: allow its jitter
+_MAX_RACE_ROUNDS = 20
 
 
 class LeaseError(RuntimeError):
@@ -65,8 +80,94 @@ def _iso(epoch: Any) -> str:
         return "an unknown time"
 
 
+# -- who is this process, and is that one still alive -----------------------------------------
+
+def _boot_id() -> str | None:
+    """This kernel boot's id (Linux); None elsewhere."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> int | None:
+    """The pid namespace's inode (Linux): pids of two containers are not comparable."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:  # noqa: BLE001 - psutil missing or the process unreadable
+        return None
+
+
+_IDENTITY: dict[str, Any] | None = None
+
+
+def _identity() -> dict[str, Any]:
+    """Host, pid, process start time, boot id and pid namespace of this process."""
+    global _IDENTITY
+    pid = os.getpid()
+    if _IDENTITY is None or _IDENTITY["pid"] != pid:  # recomputed after a fork
+        _IDENTITY = {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid),
+                     "boot": _boot_id(), "pidns": _pid_namespace()}
+    return dict(_IDENTITY)
+
+
+def _same_kernel(holder: dict[str, Any]) -> bool:
+    """True if the holder ran on this machine, in this boot."""
+    me = _identity()
+    if holder.get("host") != me["host"]:
+        return False
+    return not (holder.get("boot") and me["boot"] and holder["boot"] != me["boot"])
+
+
+def _process_gone(holder: dict[str, Any]) -> bool:
+    """True if the holder's process provably no longer runs (call only for this kernel)."""
+    me = _identity()
+    if holder.get("pidns") is not None and me["pidns"] is not None \
+            and holder["pidns"] != me["pidns"]:
+        return False  # another container's pid: nothing to compare here
+    try:
+        pid = int(holder["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        started = process.create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False  # e.g. access denied: it exists
+    recorded = holder.get("started")
+    if isinstance(recorded, (int, float)) and abs(started - float(recorded)) > _START_TIME_SLACK_S:
+        return True  # the pid was reused by a later process
+    return False
+
+
 class Lease:
-    """An exclusive, expiring claim on one output folder.
+    """An exclusive, expiring claim on one output folder, kept in a local lease file.
 
     ``ttl`` is how long a heartbeat stays valid (seconds); None takes ``NHANCE_LEASE_TTL``
     from the environment, or 30 s. ``owner`` names this holder (unique per process by
@@ -78,13 +179,44 @@ class Lease:
         self.ttl = float(ttl) if ttl is not None else _ttl_from_env()
         if self.ttl <= 0:
             raise ValueError(f"lease ttl must be positive, got {self.ttl}")
-        self.host = socket.gethostname()
-        self.pid = os.getpid()
+        me = _identity()
+        self.host = me["host"]
+        self.pid = me["pid"]
         self.owner = owner or f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
-        self.lost = False
         self.acquired: float | None = None
+        #: why the lease was lost (None while it is held or was never lost)
+        self.lost_reason: str | None = None
+        self._lost = False
+        self._renewed: float | None = None  # time.monotonic() of the last confirmed write
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._life_fd: int | None = None  # the held sibling lock file (local leases)
+
+    # -- lost: set on a failed renewal, or true by itself once the ttl passed in silence ----
+
+    @property
+    def lost(self) -> bool:
+        """True once the lease is no longer certainly ours: taken over, a renewal failed, or
+        none succeeded for a whole ttl (others may take it by then). Check before commits."""
+        if self._lost:
+            return True
+        renewed = self._renewed
+        if renewed is not None and time.monotonic() - renewed > self.ttl:
+            self._lose(f"no heartbeat could be written for {self.ttl:g} s (the ttl)")
+            return True
+        return False
+
+    @lost.setter
+    def lost(self, value: bool) -> None:
+        self._lost = bool(value)
+        if not value:
+            self.lost_reason = None
+
+    def _lose(self, reason: str) -> None:
+        if not self._lost:
+            self.lost_reason = reason
+            log.warning("lease %s lost: %s", self.path, reason)
+        self._lost = True
 
     # -- file helpers -------------------------------------------------------------------------
 
@@ -108,12 +240,70 @@ class Lease:
         finally:
             os.close(fd)  # closing drops the flock
 
+    @property
+    def _lock_path(self) -> str:
+        return f"{self.path}.lock"
+
+    def _take_life_lock(self) -> bool:
+        """Hold the sibling lock file from now until release (call under :meth:`_locked`);
+        False if another open of it holds the lock, or locks are unavailable."""
+        if self._life_fd is not None:
+            return True
+        if fcntl is None:
+            return False
+        try:
+            fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._life_fd = fd
+        return True
+
+    def _drop_life_lock(self) -> None:
+        """Unlink and unlock the sibling lock file (call under :meth:`_locked`)."""
+        fd, self._life_fd = self._life_fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self._lock_path)
+        os.close(fd)
+
+    def _lock_is_free(self) -> bool | None:
+        """Whether nobody holds the sibling lock file (probe, under :meth:`_locked`); None
+        when that cannot be told."""
+        if fcntl is None:
+            return None
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            return True  # its holder unlinked it on release, or never made it
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # also drops a probe lock we just took
+        return True
+
     def _record(self) -> dict[str, Any]:
         now = time.time()
+        me = _identity()
         return {
             "owner": self.owner,
             "host": self.host,
             "pid": self.pid,
+            "started": me["started"],
+            "boot": me["boot"],
+            "pidns": me["pidns"],
+            "lock": self._life_fd is not None,
             "acquired": self.acquired if self.acquired is not None else now,
             "heartbeat": now,
             "ttl": self.ttl,
@@ -163,33 +353,70 @@ class Lease:
     def _unlink(self) -> None:
         os.unlink(self.path)
 
+    # -- judging a holder ---------------------------------------------------------------------
+
+    def _provably_dead(self, holder: dict[str, Any]) -> bool:
+        """True if the holder cannot be running any more (see the module's docstring)."""
+        if not holder or not _same_kernel(holder):
+            return False
+        if holder.get("lock"):
+            # it held the sibling lock all its life: free (or taken by us just now) = dead
+            if self._life_fd is not None or self._lock_is_free():
+                return True
+        return _process_gone(holder)
+
+    @staticmethod
+    def _fresh(holder: dict[str, Any], now: float) -> bool:
+        try:
+            return now - float(holder["heartbeat"]) < float(holder["ttl"])
+        except (KeyError, TypeError, ValueError):
+            return False  # a lease without a usable heartbeat cannot prove its holder alive
+
+    def _holder_alive(self, holder: dict[str, Any], now: float) -> bool:
+        return self._fresh(holder, now) and not self._provably_dead(holder)
+
     def _refusal(self, holder: dict[str, Any], now: float) -> LeaseError:
         try:
             age = f"{now - float(holder.get('heartbeat', 0)):.1f} s ago"
         except (TypeError, ValueError):
             age = "at an unknown time"
+        where = ("a live process on this machine" if _same_kernel(holder)
+                 else "possibly alive on another machine")
         message = (
             f"another nhance-batch driver holds {self.path}: owner {holder.get('owner')!s} "
-            f"(host {holder.get('host')!s}, pid {holder.get('pid')!s}), since "
+            f"(host {holder.get('host')!s}, pid {holder.get('pid')!s}, {where}), since "
             f"{_iso(holder.get('acquired'))}, last heartbeat {age} (ttl {holder.get('ttl')!s} s). "
             "Wait for it to finish, or pass --force to take over (only if that driver is dead "
             "or must be stopped; it will notice and stop committing)."
         )
         return LeaseError(message, holder)
 
+    def holder(self) -> dict[str, Any] | None:
+        """The record of the driver holding this lease if it may be alive, else None."""
+        with self._locked():
+            try:
+                record = self._read()
+            except ValueError:
+                return None
+            if record is None or not self._holder_alive(record, time.time()):
+                return None
+            return record
+
     # -- public API ---------------------------------------------------------------------------
 
     def acquire(self, force: bool = False) -> None:
         """Take the lease, or raise :class:`LeaseError` naming the live holder.
 
-        Taken if absent (exclusive create), if its heartbeat is older than its ttl (the
-        holder died), if it is already ours, or if ``force``. A take-over is written to a
-        temp file, renamed over the lease, then re-read to confirm we own it.
+        Taken if absent (exclusive create), if it is already ours, if its holder is provably
+        dead, if its heartbeat is older than its ttl, or if ``force``. A take-over is written
+        to a temp file and renamed over the lease under the folder's lock.
         """
         deadline = time.monotonic() + max(1.0, self.ttl)
         while True:
             with self._locked():
                 now = time.time()
+                had_life = self._life_fd is not None
+                self._take_life_lock()
                 self.acquired = now
                 if self._create_exclusive(self._record()):
                     holder = None
@@ -199,14 +426,17 @@ class Lease:
                     except ValueError:
                         holder = {}  # being written by an exclusive creator, or garbage
                     if holder is None:
+                        self._keep_life_lock(had_life)
                         continue  # vanished between create and read: try the create again
                     if not holder and not force:
                         # Empty/partial: a creator is mid-write, unless the file is stale.
                         try:
                             stale = now - self._mtime() > self.ttl
                         except FileNotFoundError:
+                            self._keep_life_lock(had_life)
                             continue
                         if not stale:
+                            self._keep_life_lock(had_life)
                             if time.monotonic() > deadline:
                                 raise LeaseError(
                                     f"the lease file {self.path} is unreadable and fresh; "
@@ -215,42 +445,43 @@ class Lease:
                             time.sleep(_UNREADABLE_WAIT_S)
                             continue
                     elif holder and holder.get("owner") != self.owner and not force:
-                        if self._alive(holder, now):
+                        if self._holder_alive(holder, now):
+                            self._keep_life_lock(had_life)
                             raise self._refusal(holder, now)
                     if holder and holder.get("owner") == self.owner:
                         self.acquired = holder.get("acquired", now)
                     self._write_replace(self._record())
-                try:
-                    confirmed = self._read()
-                except ValueError:
-                    confirmed = None
-                if not confirmed or confirmed.get("owner") != self.owner:
-                    raise LeaseError(
-                        f"lost the race for {self.path} to "
-                        f"{(confirmed or {}).get('owner', 'another driver')}",
-                        confirmed,
-                    )
-                self.lost = False
+                confirmed = self._read()
+                if not confirmed or confirmed.get("owner") != self.owner:  # pragma: no cover
+                    self._keep_life_lock(had_life)
+                    raise LeaseError(f"lost the race for {self.path}", confirmed)
+                self._held()
                 return
 
-    @staticmethod
-    def _alive(holder: dict[str, Any], now: float) -> bool:
-        try:
-            return now - float(holder["heartbeat"]) < float(holder["ttl"])
-        except (KeyError, TypeError, ValueError):
-            return False  # a lease without a usable heartbeat cannot prove its holder alive
+    def _keep_life_lock(self, had: bool) -> None:
+        """Not taking the lease: give back a sibling lock taken by this attempt."""
+        if not had:
+            self._drop_life_lock()
+
+    def _held(self) -> None:
+        self._lost = False
+        self.lost_reason = None
+        self._renewed = time.monotonic()
 
     def heartbeat(self) -> bool:
-        """Refresh the heartbeat once; False (and ``lost`` set) if the lease is no longer ours."""
+        """Renew the heartbeat once; False (and ``lost`` set) if the lease is no longer ours.
+        Errors propagate (the heartbeat thread turns them into a lost lease)."""
         with self._locked():
             try:
                 holder = self._read()
             except ValueError:
                 holder = None
             if not holder or holder.get("owner") != self.owner:
-                self.lost = True
+                self._lose(f"the lease was taken over by {(holder or {}).get('owner')}"
+                           if holder else "the lease file disappeared")
                 return False
             self._write_replace(self._record())
+            self._renewed = time.monotonic()
             return True
 
     def _beat(self) -> None:
@@ -259,11 +490,14 @@ class Lease:
             try:
                 if not self.heartbeat():
                     return
-            except OSError:
-                continue  # transient I/O trouble: try again next tick
+            except BaseException as exc:  # noqa: BLE001 - any failure: the lease is not certain
+                self._lose(f"renewing the heartbeat failed: {type(exc).__name__}: {exc}")
+                return
+            if self.lost:  # a renewal that came later than the ttl
+                return
 
     def start_heartbeat(self) -> None:
-        """Start a daemon thread refreshing the heartbeat every ttl/3 until release or loss."""
+        """Start a daemon thread renewing the heartbeat every ttl/3 until release or loss."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
@@ -273,27 +507,32 @@ class Lease:
         self._thread.start()
 
     def check(self) -> None:
-        """Raise :class:`LeaseError` if the lease was taken over (call before committing)."""
+        """Raise :class:`LeaseError` if the lease is lost (call before committing)."""
         if self.lost:
             raise LeaseError(
-                f"the lease {self.path} was taken over by another driver (--force); "
-                "this driver must stop"
+                f"the lease {self.path} is no longer this driver's ({self.lost_reason}); "
+                "another driver may have taken over: this driver must stop"
             )
 
-    def release(self) -> None:
-        """Stop the heartbeat and delete the lease file if it is still ours."""
+    def _stop_heartbeat(self) -> None:
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lease file if it is still ours."""
+        self._stop_heartbeat()
+        self._renewed = None
         with self._locked():
             try:
                 holder = self._read()
             except ValueError:
-                return
+                holder = None
             if holder and holder.get("owner") == self.owner:
                 with contextlib.suppress(FileNotFoundError):
                     self._unlink()
+            self._drop_life_lock()
 
     def __enter__(self) -> Lease:
         self.acquire()
@@ -312,51 +551,119 @@ class Lease:
 class StoreLease(Lease):
     """The same lease kept as an object in a store (``s3://``, ``gs://``, ``az://``...).
 
-    Object stores have no exclusive create or rename, so two drivers starting within the same
-    instant could both see no lease; each rewrite is still a whole object, and a driver that
-    finds the lease taken over stops (``lost``).
+    S3, GCS and Azure Blob enforce the conditions themselves: the lease is created only if
+    absent and replaced or deleted only if it is still the version this driver last saw or
+    wrote. Other stores fall back to read-then-write with a read-back check.
     """
 
     def __init__(self, url: str, storage_options: dict | None = None, **kwargs: Any) -> None:
         super().__init__("/" + url.split("://", 1)[-1], **kwargs)
         self.path = url
         self.storage_options = storage_options or {}
+        self._version: str | None = None
+        self._object: Any = None
+
+    @property
+    def _store(self) -> Any:
+        if self._object is None:
+            from nhance_batch.storage.conditional import conditional_object
+
+            self._object = conditional_object(self.path, self.storage_options)
+        return self._object
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         yield
 
-    def _read(self) -> dict[str, Any] | None:
-        from nhance_batch.storage import read_bytes
+    def _take_life_lock(self) -> bool:
+        return False
 
-        try:
-            record = json.loads(read_bytes(self.path, self.storage_options))
-        except FileNotFoundError:
+    def _drop_life_lock(self) -> None:
+        return None
+
+    def _lock_is_free(self) -> bool | None:
+        return None
+
+    @staticmethod
+    def _encode(record: dict[str, Any]) -> bytes:
+        return json.dumps(record).encode()
+
+    def _read_versioned(self) -> tuple[dict[str, Any], str] | None:
+        """``(record, version)``; an unparseable object reads as ``{}`` (objects are written
+        whole, so garbage is never a write in progress)."""
+        found = self._store.read()
+        if found is None:
             return None
-        if not isinstance(record, dict):
-            raise ValueError("lease object does not hold a JSON object")
-        return record
+        data, version = found
+        try:
+            record = json.loads(data)
+        except ValueError:
+            record = {}
+        return (record if isinstance(record, dict) else {}), version
 
-    def _write_replace(self, record: dict[str, Any]) -> None:
-        from nhance_batch.storage import write_bytes
+    def _read(self) -> dict[str, Any] | None:
+        found = self._read_versioned()
+        return None if found is None else found[0]
 
-        write_bytes(self.path, json.dumps(record).encode(), self.storage_options)
+    def _confirm(self, version: str) -> bool:
+        """For stores without preconditions: the lease reads back as ours."""
+        if self._store.atomic:
+            return True
+        found = self._read_versioned()
+        return found is not None and found[0].get("owner") == self.owner
 
-    def _create_exclusive(self, record: dict[str, Any]) -> bool:
-        from nhance_batch.storage import exists
+    def acquire(self, force: bool = False) -> None:
+        """Take the lease (see :meth:`Lease.acquire`); each write is conditional, so of
+        drivers racing for it exactly one wins and the others see the winner as holder."""
+        self.acquired = time.time()
+        for _ in range(_MAX_RACE_ROUNDS):
+            now = time.time()
+            version = self._store.create(self._encode(self._record()))
+            if version is not None:
+                if self._confirm(version):
+                    self._version = version
+                    self._held()
+                    return
+                continue
+            found = self._read_versioned()
+            if found is None:
+                continue  # released in between: create again
+            holder, current = found
+            if holder.get("owner") == self.owner:
+                self.acquired = holder.get("acquired", self.acquired)
+            elif holder and not force and self._holder_alive(holder, now):
+                raise self._refusal(holder, now)
+            version = self._store.replace(self._encode(self._record()), current)
+            if version is not None and self._confirm(version):
+                self._version = version
+                self._held()
+                return
+            # someone else wrote in between: look again at who holds it now
+        raise LeaseError(f"could not take {self.path}: it kept changing under {self.owner}")
 
-        if exists(self.path, self.storage_options):
+    def heartbeat(self) -> bool:
+        if self._version is None:
+            self._lose("the lease is not held")
             return False
-        self._write_replace(record)
+        version = self._store.replace(self._encode(self._record()), self._version)
+        if version is None:
+            found = self._read_versioned()
+            owner = found[0].get("owner") if found else None
+            self._lose(f"the lease was taken over by {owner}" if found
+                       else "the lease object disappeared")
+            return False
+        self._version = version
+        self._renewed = time.monotonic()
         return True
 
-    def _mtime(self) -> float:
-        return 0.0  # an unreadable lease object is stale: objects are written whole
-
-    def _unlink(self) -> None:
-        from nhance_batch.storage import remove
-
-        remove(self.path, self.storage_options)
+    def release(self) -> None:
+        self._stop_heartbeat()
+        self._renewed = None
+        version, self._version = self._version, None
+        if version is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self._store.delete(version)  # not ours any more: left to its new holder
 
 
 def lease_for(url: str, storage_options: dict | None = None, **kwargs: Any) -> Lease:
@@ -369,9 +676,9 @@ def lease_for(url: str, storage_options: dict | None = None, **kwargs: Any) -> L
 
 
 def live_holder(path: str, storage_options: dict | None = None) -> dict[str, Any] | None:
-    """The record of the driver holding the lease at ``path`` if it is alive, else None."""
+    """The record of the driver holding the lease at ``path`` if it may be alive (fresh
+    heartbeat, and not provably dead), else None."""
     try:
-        holder = lease_for(path, storage_options)._read()
-    except ValueError:
+        return lease_for(path, storage_options).holder()
+    except (ValueError, FileNotFoundError):
         return None
-    return holder if holder is not None and Lease._alive(holder, time.time()) else None
