@@ -1,0 +1,169 @@
+"""``nhance-batch plan``: what a job would do and cost, before it runs (also ``run --dry-run``)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT, model_options
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _human_seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def make_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, calibrate: bool = True,
+              recalibrate: bool = False):
+    """The :class:`~nhance_batch.plan.JobPlan` of a RunConfig (calibrating when asked)."""
+    from nhance_batch.plan import plan_job
+
+    calibration = None
+    if calibrate:
+        from nhance_batch.plan.calibration import load_or_calibrate
+
+        def calibration():  # only once some input is usable
+            return load_or_calibrate(config.model, config.encode, refresh=recalibrate)
+    return plan_job(config.input, model=config.model, chunk=config.chunk, encode=config.encode,
+                    limits=config.limits, storage_options=config.storage_options, gpus=gpus,
+                    calibration=calibration, gpu_kind=gpu_kind)
+
+
+def print_plan(plan, console=None) -> None:
+    """The plan as tables: per video, the totals, the estimates and where their rates came
+    from."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="plan")
+    for name, justify in (("input", "left"), ("frames", "right"), ("size", "right"),
+                          ("chunks", "right"), ("TFLOP", "right"), ("output", "right"),
+                          ("here", "right"), ("error", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for v in plan.videos:
+        if v.error:
+            table.add_row(v.input, "", "", "", "", "", "", f"[red]{v.error}[/red]")
+        else:
+            table.add_row(v.input, str(v.frames), f"{v.width}x{v.height}", str(v.chunks),
+                          f"{v.tflop:.3f}", _human_bytes(v.output_bytes),
+                          _human_seconds(v.seconds_here), "")
+    console.print(table)
+    total = plan.total
+    console.print(f"total: {total['usable']} of {total['videos']} videos usable, "
+                  f"{total['frames']} frames in {total['chunks']} chunks, {total['tflop']:.3f} "
+                  f"TFLOP ({total['enhanced_frames']} frames enhanced, context included), "
+                  f"output about {_human_bytes(total['output_bytes'])} "
+                  f"({total['output_bytes_basis']})")
+    cal = plan.calibration
+    if cal is not None:
+        how = "cached" if cal["cached"] else f"measured now in {cal['seconds']:.1f} s"
+        console.print(f"here: about {_human_seconds(total['seconds_here'])} "
+                      f"(calibration {how}: enhancer {cal['enhance_mpx_s']:.3f} Mpx/s at "
+                      f"{cal['width']}x{cal['height']}, start-up {cal['startup_s']:.1f} s, "
+                      f"decode {cal['decode_mpx_s']:.1f} Mpx/s, encode "
+                      f"{cal['encode_mpx_s']:.1f} Mpx/s; {cal['machine']['cpu']}, "
+                      f"{cal['machine']['cores']} cores, {cal['machine']['backend']}"
+                      f"{', GPU ' + cal['machine']['gpu'] if cal['machine']['gpu'] else ''})")
+    for est in plan.gpu_estimates:
+        encode = ("" if est["encode_seconds"] is None
+                  else f", the node's CPUs encode in {_human_seconds(est['encode_seconds'])}")
+        console.print(f"on {est['gpus']} x {est['kind']} ({est['precision']}): about "
+                      f"{_human_seconds(est['seconds'])} (enhancer "
+                      f"{_human_seconds(est['enhance_seconds'])}{encode}; {est['bound']}-bound)")
+        for source in est["sources"]:
+            console.print(f"  rate: {source}")
+    for note in plan.notes:
+        console.print(f"note: {note}")
+
+
+def report_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, as_json: bool = False,
+                calibrate: bool = True, recalibrate: bool = False) -> None:
+    """Plan ``config``'s job, print it, exit 0 (every input usable), 1 (some are not) or 2
+    (configuration: no such input, unknown GPU kind, no model)."""
+    from nhance_batch.model.backend import BackendError
+    from nhance_batch.model.registry import ModelError
+
+    try:
+        plan = make_plan(config, gpus=gpus, gpu_kind=gpu_kind, calibrate=calibrate,
+                         recalibrate=recalibrate)
+    except (FileNotFoundError, ValueError, ModelError, BackendError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from exc
+    if as_json:
+        click.echo(json.dumps(plan.as_dict(), indent=2, default=str))
+    else:
+        print_plan(plan)
+    raise SystemExit(plan.exit_code)
+
+
+@click.command("plan")
+@click.argument("input_spec", metavar="INPUT")
+@click.option("--gpus", type=click.IntRange(min=1), default=1,
+              help="GPUs the GPU estimates assume (one node of the measured shape each).")
+@click.option("--gpu-kind", default=None,
+              help="Estimate for this GPU kind only [default: every kind with measured rates].")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--no-calibrate", is_flag=True,
+              help="No estimate for this machine (skips the few-second calibration).")
+@click.option("--recalibrate", is_flag=True,
+              help="Measure this machine again even when a calibration is cached.")
+@click.option("--chunk-frames", type=click.IntRange(min=0), default=0,
+              help="As for run: frames per chunk; 0 sizes them to the video.")
+@click.option("--overlap", type=click.IntRange(min=0), default=None,
+              help="As for run: context frames each side [default: the temporal radius].")
+@click.option("--temporal-radius", type=click.IntRange(min=0), default=None,
+              help="As for run [default: 3].")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
+              default=None, help="As for run: the enhancer's compute type [default: float32].")
+@click.option("--lossless", is_flag=True, help="As for run: FFV1 output.")
+@click.option("--codec", default=None, help="As for run [default: libx264].")
+@click.option("--crf", type=click.IntRange(min=0, max=63), default=None,
+              help="As for run [default: 18].")
+@click.option("--preset", default=None, help="As for run [default: medium].")
+@click.option("--max-pixels", default=None, metavar="N|WxH",
+              help="As for run: the largest frame accepted.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="As for run: the most frames accepted per video.")
+@click.option("--threads", type=click.IntRange(min=0), default=0,
+              help="As for run: math threads of the enhancer (0: all cores).")
+@click.option("--storage-options", "storage_options", envvar="NHANCE_STORAGE_OPTIONS",
+              default=None, metavar="JSON",
+              help="As for run: fsspec options for bucket URLs. Never printed.")
+@model_options
+def plan(input_spec: str, gpus: int, gpu_kind: str | None, as_json: bool, no_calibrate: bool,
+         recalibrate: bool, storage_options, **options) -> None:
+    """Show what `nhance-batch run INPUT ...` would do, without running it: per video its
+    frames, size, chunks and TFLOP, the inputs that would fail (with their errors), the output
+    size, and the time on this machine (from a short calibration, cached per machine and
+    model) and on --gpus GPUs of each kind in the package's table of measured rates (each with
+    its source). Probes every input without decoding it.
+
+    Exit code 0 when every input is usable, 1 when some are not, 2 for usage or configuration
+    errors."""
+    from nhance_batch.cli.run import parse_storage
+    from nhance_batch.config import ConfigError, run_config
+
+    try:
+        config = run_config(input_spec, "nhance-plan", model=options.pop("model_name"),
+                            storage_options=parse_storage(storage_options), **options)
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    report_plan(config, gpus=gpus, gpu_kind=gpu_kind, as_json=as_json,
+                calibrate=not no_calibrate, recalibrate=recalibrate)

@@ -1,0 +1,246 @@
+"""What a job would do, before it runs: per video its frames, size, chunks and work, the inputs
+that would fail, and how long it would take here and on GPUs.
+
+Inputs are listed, fingerprinted and probed by the same code as a run's driver (the listing,
+:func:`~nhance_batch.pipeline.stages.probe_stage` with the job's limits, the job's chunk
+planning through :meth:`~nhance_batch.config.ChunkConfig.frames_for` and
+:func:`~nhance_batch.media.plan_chunks`), so the frame and chunk counts are the run's. Nothing is
+decoded: the probe reads packet timestamps only.
+
+Work is counted where it is spent: the enhancer runs every frame a chunk decodes (its own frames
+and the context frames on each side), at 2 x 399,744 FLOP per pixel (:data:`TFLOP` figures);
+decoding covers the same frames, encoding only the chunks' own frames.
+
+Time on this machine comes from a calibration (:mod:`nhance_batch.plan.calibration`): the
+enhancer's start-up once, then per video the enhancer's, the decoder's and the encoder's seconds
+at the measured megapixels per second. On a CPU-only machine the three share the same cores, so
+their seconds add up; where the enhancer runs on a GPU, decoding and encoding overlap it and the
+slower side counts. Time on N GPUs of a kind comes from the package's table of measured rates
+(:mod:`nhance_batch.plan.rates`): the enhancer's seconds over N GPUs, and where the table has the
+encode rate of that node's CPUs with the job's encoder settings, the slower of the two (N nodes
+of the measured shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nhance_batch.model.dped import FLOPS_PER_PIXEL
+
+
+@dataclass
+class VideoPlan:
+    """One input: what the run would do with it, or why it would fail (``error``)."""
+
+    input: str
+    relative: str
+    frames: int | None = None
+    width: int | None = None
+    height: int | None = None
+    chunks: int | None = None
+    chunk_frames: int | None = None
+    enhanced_frames: int | None = None  # own frames plus every chunk's context frames
+    tflop: float | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    seconds_here: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class JobPlan:
+    """The plan of a whole job (:meth:`as_dict` is what ``plan --json`` prints)."""
+
+    videos: list[VideoPlan]
+    total: dict
+    calibration: dict | None
+    gpu_estimates: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(not v.ok for v in self.videos)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input is usable, 1 when some are not."""
+        return 1 if self.failed else 0
+
+    def as_dict(self) -> dict:
+        return {"videos": [asdict(v) for v in self.videos], "total": self.total,
+                "calibration": self.calibration, "gpu_estimates": self.gpu_estimates,
+                "notes": self.notes}
+
+
+def video_work(info: Any, chunk: Any) -> tuple[int, int, int]:
+    """(chunk frames, chunks, frames the enhancer runs) of a probed video under the job's
+    :class:`~nhance_batch.config.ChunkConfig`, exactly as the driver plans it."""
+    from nhance_batch.media import plan_chunks
+
+    chunk_frames = chunk.frames_for(info.width, info.height)
+    chunks = plan_chunks(info.frame_count, chunk_frames, chunk.overlap)
+    return chunk_frames, len(chunks), sum(c.ctx_end - c.ctx_start for c in chunks)
+
+
+def _probe(item: Any, options: dict, limits: Any) -> tuple[Any, int | None]:
+    """(VideoInfo or Failure, size in bytes) of a listed input, as the driver probes it."""
+    from nhance_batch import storage
+    from nhance_batch.pipeline import stages
+
+    try:
+        fingerprint, size = storage.video_fingerprint(item, options)
+    except (OSError, storage.StorageError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return stages.Failure("probe", storage.redact(f"{item.source}: {reason}", options)), None
+    source = stages.Source(item.source, storage.options_for(item.source, options),
+                           fingerprint, size)
+    return stages.probe_stage(stages.ProbeTask(source, limits.max_pixels, limits.max_frames)), \
+        size
+
+
+def _here_seconds(calibration: Any, enhanced_px: float, own_px: float) -> float:
+    enhance = enhanced_px / 1e6 / calibration.enhance_mpx_s
+    media = enhanced_px / 1e6 / calibration.decode_mpx_s + own_px / 1e6 / calibration.encode_mpx_s
+    return max(enhance, media) if calibration.gpu else enhance + media
+
+
+def plan_job(input_spec: str, *, model: Any, chunk: Any, encode: Any, limits: Any,
+             storage_options: dict | None = None, gpus: int = 1,
+             calibration: Any = None, gpu_kind: str | None = None) -> JobPlan:
+    """Plan the job over ``input_spec`` (a file, folder, glob or store URL).
+
+    Args:
+        model, chunk, encode, limits: the job's ModelConfig, ChunkConfig, EncodeConfig and
+            LimitsConfig (the same objects a run gets).
+        gpus: how many GPUs the GPU estimates assume.
+        calibration: this machine's :class:`~nhance_batch.plan.calibration.Calibration`, or
+            a callable returning it (called only once some input is usable, so that a plan of
+            broken or missing inputs measures nothing); None: no estimate for this machine.
+        gpu_kind: only this kind from the rate table (None: every kind in it).
+
+    Raises:
+        FileNotFoundError: ``input_spec`` names nothing.
+        ValueError: ``gpus`` < 1, or ``gpu_kind`` is not in the table.
+    """
+    from nhance_batch import storage
+    from nhance_batch.media import output_container
+    from nhance_batch.pipeline import stages
+    from nhance_batch.plan.rates import load_rates
+
+    if gpus < 1:
+        raise ValueError("gpus must be >= 1")
+    table = load_rates()
+    kinds = table.kinds()
+    if gpu_kind is not None:
+        if gpu_kind not in kinds:
+            raise ValueError(f"no measured rates for GPU kind {gpu_kind!r}; known: "
+                             f"{', '.join(kinds)}")
+        kinds = [gpu_kind]
+    options = storage_options or {}
+    inputs = storage.list_videos(input_spec, options)
+    inputs = list({item.source: item for item in inputs}.values())
+
+    videos: list[VideoPlan] = []
+    work: list[tuple[VideoPlan, int, int]] = []  # (plan, width*height, own frames)
+    for item in inputs:
+        plan = VideoPlan(item.source, item.relative)
+        videos.append(plan)
+        info, size = _probe(item, options, limits)
+        plan.input_bytes = size
+        if isinstance(info, stages.Failure):
+            plan.error = info.error
+            continue
+        try:
+            output_container(item.relative, info, encode)
+        except Exception as exc:  # noqa: BLE001 - the run would fail this video the same way
+            plan.error = (f"{item.source}: no output container fits "
+                          f"({type(exc).__name__}: {exc})")
+            continue
+        plan.frames, plan.width, plan.height = info.frame_count, info.width, info.height
+        plan.chunk_frames, plan.chunks, plan.enhanced_frames = video_work(info, chunk)
+        pixels = info.width * info.height
+        plan.tflop = round(plan.enhanced_frames * pixels * FLOPS_PER_PIXEL / 1e12, 6)
+        if not encode.lossless:
+            plan.output_bytes = size
+        work.append((plan, pixels, info.frame_count))
+    if callable(calibration):
+        calibration = calibration() if work else None
+    for plan, pixels, frames in work:
+        if encode.lossless and calibration is not None:
+            plan.output_bytes = int(frames * pixels * calibration.encode_bytes_per_px)
+        if calibration is not None:
+            plan.seconds_here = round(_here_seconds(calibration, plan.enhanced_frames * pixels,
+                                                    frames * pixels), 3)
+
+    notes: list[str] = []
+    seconds_here = None
+    if calibration is not None and work:
+        seconds_here = round(calibration.startup_s + sum(p.seconds_here for p, _, _ in work), 3)
+    estimates, per_kind = _gpu_estimates(table, kinds, work, gpus, model.precision, encode,
+                                         notes)
+    usable = [p for p, _, _ in work]
+    total = {
+        "videos": len(videos),
+        "usable": len(usable),
+        "failed": len(videos) - len(usable),
+        "frames": sum(p.frames for p in usable),
+        "chunks": sum(p.chunks for p in usable),
+        "enhanced_frames": sum(p.enhanced_frames for p in usable),
+        "tflop": round(sum(p.tflop for p in usable), 6),
+        "output_bytes": (sum(p.output_bytes for p in usable)
+                         if all(p.output_bytes is not None for p in usable) else None),
+        "output_bytes_basis": ("FFV1 bytes per pixel measured by the calibration" if
+                               encode.lossless else "the inputs' sizes (same pictures, "
+                               "audio and subtitles copied)"),
+        "seconds_here": seconds_here,
+        "seconds_per_gpu_kind": per_kind,
+        "gpus": gpus,
+        "precision": model.precision,
+    }
+    return JobPlan(videos, total, calibration.as_dict() if calibration is not None else None,
+                   estimates, notes)
+
+
+def _gpu_estimates(table: Any, kinds: list[str], work: list, gpus: int, precision: str,
+                   encode: Any, notes: list[str]) -> tuple[list[dict], dict[str, float]]:
+    estimates, per_kind = [], {}
+    for kind in kinds:
+        enhance_s, sources, missing = 0.0, {}, False
+        for plan, pixels, _ in work:
+            found = table.enhancer_rate(kind, precision, plan.width, plan.height)
+            if found is None:
+                missing = True
+                break
+            rate, rows = found
+            enhance_s += plan.enhanced_frames * pixels / 1e6 / (gpus * rate)
+            for row in rows:
+                sources[row.source] = None
+        if missing:
+            notes.append(f"{kind}: no measured {precision} enhancer rate; no estimate")
+            continue
+        encoder = None if encode.lossless else table.encoder_rate(kind, encode.codec,
+                                                                  encode.crf, encode.preset)
+        encode_s = None
+        if encoder is not None:
+            encode_s = sum(frames * pixels for _, pixels, frames in work) / 1e6 \
+                / (gpus * encoder.mpx_s)
+            sources[encoder.source] = None
+        seconds = max(enhance_s, encode_s or 0.0)
+        bound = "encoder" if encode_s is not None and encode_s > enhance_s else "enhancer"
+        estimates.append({
+            "kind": kind, "gpus": gpus, "precision": precision,
+            "enhance_seconds": round(enhance_s, 3),
+            "encode_seconds": None if encode_s is None else round(encode_s, 3),
+            "seconds": round(seconds, 3), "bound": bound,
+            "sources": list(sources),
+        })
+        if encoder is None and not encode.lossless:
+            notes.append(f"{kind}: no measured encode rate for {encode.codec} CRF {encode.crf} "
+                         f"preset {encode.preset}; the estimate counts the enhancer only")
+        per_kind[kind] = round(seconds, 3)
+    return estimates, per_kind
