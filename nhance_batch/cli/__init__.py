@@ -11,8 +11,10 @@ import click
 
 from nhance_batch import __version__
 from nhance_batch.cli.bench import bench
+from nhance_batch.cli.compare import compare
 from nhance_batch.cli.image import enhance_image
 from nhance_batch.cli.models import models
+from nhance_batch.cli.report import report
 from nhance_batch.cli.plan import plan
 from nhance_batch.cli.run import resume, run
 from nhance_batch.cli.status import status
@@ -32,6 +34,8 @@ cli.add_command(submit)
 cli.add_command(enhance_image)
 cli.add_command(models)
 cli.add_command(bench)
+cli.add_command(compare)
+cli.add_command(report)
 cli.add_command(plan)
 
 
