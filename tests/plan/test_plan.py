@@ -1,0 +1,199 @@
+"""``nhance-batch plan``: frame and chunk counts equal the real run's, broken inputs are listed
+with their errors (exit 1), estimates follow the calibration and the measured GPU rates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nhance_batch.cli import cli
+from nhance_batch.config import ChunkConfig, EncodeConfig, LimitsConfig, ModelConfig
+from nhance_batch.plan import calibration as cal
+from nhance_batch.plan import plan_job
+from nhance_batch.plan.rates import load_rates, parse_rates
+from tests.media.makemedia import make_video
+from tests.pipeline.conftest import make_broken
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def clips(tmp_path):
+    folder = tmp_path / "in"
+    a = make_video(folder / "a.mp4", width=64, height=48, frames=23)
+    make_video(folder / "sub" / "b.mkv", width=48, height=32, frames=9, audio_tracks=1)
+    return folder, Path(a)
+
+
+def _plan_json(runner, *args):
+    result = runner.invoke(cli, ["plan", *map(str, args), "--json", "--no-calibrate"])
+    return result.exit_code, json.loads(result.output) if result.output.strip() else None
+
+
+@pytest.mark.parametrize("chunk_args,memory", [(["--chunk-frames", "6"], None),
+                                               ([], str((7 + 2 * 3) * 64 * 48 * 20))])
+def test_frames_and_chunks_equal_the_real_run(runner, clips, tmp_path, monkeypatch,
+                                              chunk_args, memory):
+    """Fixed chunks, and chunks sized to the frames (NHANCE_CHUNK_MEMORY shrunk so that the
+    sizing matters): the plan's counts are what the run's manifest records."""
+    if memory:
+        monkeypatch.setenv("NHANCE_CHUNK_MEMORY", memory)
+    folder, _ = clips
+    code, plan = _plan_json(runner, folder, *chunk_args)
+    assert code == 0, plan
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["run", str(folder), str(out), "--executor", "sequential",
+                                 "--lossless", *chunk_args])
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "_nhance" / "manifest.parquet").to_pylist()
+    recorded = {row["input"]: (row["frames"], len(row["chunks"])) for row in table}
+    planned = {v["input"]: (v["frames"], v["chunks"]) for v in plan["videos"]}
+    assert planned == recorded
+    assert sorted(f for f, _ in planned.values()) == [9, 23]
+    if memory:  # 64x48 frames: 7 a chunk within the budget; 48x32 ones fit more
+        by_name = {Path(v["input"]).name: v for v in plan["videos"]}
+        assert by_name["a.mp4"]["chunk_frames"] == 7 and by_name["a.mp4"]["chunks"] == 4
+    assert plan["total"]["frames"] == 32
+    assert plan["total"]["chunks"] == sum(c for _, c in planned.values())
+
+
+def test_broken_inputs_are_listed_with_errors_and_exit_1(runner, clips, tmp_path):
+    folder, good = clips
+    broken = make_broken(folder / "bad", good)
+    code, plan = _plan_json(runner, folder)
+    assert code == 1
+    by_name = {Path(v["input"]).name: v for v in plan["videos"]}
+    for path in broken.values():
+        entry = by_name[path.name]
+        assert entry["error"] and str(path) in entry["error"], entry
+        assert entry["frames"] is None and entry["tflop"] is None
+    assert by_name["a.mp4"]["error"] is None and by_name["a.mp4"]["frames"] == 23
+    assert plan["total"]["failed"] == len(broken) and plan["total"]["usable"] == 2
+    assert plan["total"]["frames"] == 32  # broken inputs count for nothing
+    # the same errors the run records
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["run", str(folder), str(out), "--executor", "sequential",
+                                 "--lossless"])
+    assert result.exit_code == 1
+    import pyarrow.parquet as pq
+
+    rows = {Path(r["input"]).name: r for r in
+            pq.read_table(out / "_nhance" / "manifest.parquet").to_pylist()}
+    for path in broken.values():
+        assert rows[path.name]["status"] == "failed"
+        assert rows[path.name]["error"] == by_name[path.name]["error"]
+
+
+def test_json_contract_and_exit_codes(runner, clips, tmp_path):
+    folder, good = clips
+    code, plan = _plan_json(runner, good, "--gpus", "3")
+    assert code == 0
+    assert set(plan) >= {"videos", "total", "calibration"}
+    video = plan["videos"][0]
+    assert set(video) >= {"input", "frames", "width", "height", "chunks", "tflop", "error"}
+    assert (video["width"], video["height"], video["frames"]) == (64, 48, 23)
+    # one chunk of 23 frames at 64x48 (no context at the ends): 23 frames enhanced
+    assert video["tflop"] == pytest.approx(23 * 64 * 48 * 2 * 399_744 / 1e12, rel=1e-5)
+    assert set(plan["total"]) >= {"frames", "tflop", "seconds_here", "seconds_per_gpu_kind"}
+    assert plan["total"]["seconds_here"] is None and plan["calibration"] is None
+    assert "H100" in plan["total"]["seconds_per_gpu_kind"]
+    assert all(e["gpus"] == 3 and e["sources"] for e in plan["gpu_estimates"])
+    result = runner.invoke(cli, ["plan", str(tmp_path / "nothing-here"), "--no-calibrate"])
+    assert result.exit_code == 2 and "error" in result.output
+    result = runner.invoke(cli, ["plan", str(good), "--no-calibrate", "--gpu-kind", "Z80"])
+    assert result.exit_code == 2 and "H100" in result.output
+    result = runner.invoke(cli, ["plan", str(good), "--no-calibrate"])  # the human table
+    assert result.exit_code == 0 and "23" in result.output and "on 1 x H100" in result.output
+
+
+def _fake_calibration(**over) -> cal.Calibration:
+    values = dict(key="k", machine={}, width=64, height=48, enhance_mpx_s=0.5, startup_s=4.0,
+                  decode_mpx_s=50.0, encode_mpx_s=10.0, encode_bytes_per_px=1.5, gpu=False,
+                  measured_at="now", seconds=1.0)
+    return cal.Calibration(**{**values, **over})
+
+
+def _plan(path, calibration=None, **kw):
+    return plan_job(str(path), model=kw.pop("model", ModelConfig()),
+                    chunk=kw.pop("chunk", ChunkConfig(chunk_frames=10)),
+                    encode=kw.pop("encode", EncodeConfig()), limits=LimitsConfig(),
+                    calibration=calibration, **kw)
+
+
+def test_time_here_from_the_calibration(clips):
+    _, good = clips
+    plan = _plan(good, _fake_calibration())
+    # chunks of 10 with 3 context frames: [0,13) [7,23) [17,23) -> 13 + 16 + 6 = 35 frames
+    video = plan.videos[0]
+    assert video.enhanced_frames == 35 and video.chunks == 3
+    px = 64 * 48 / 1e6
+    expected = 35 * px / 0.5 + 35 * px / 50.0 + 23 * px / 10.0  # CPU-only: the cores are shared
+    assert video.seconds_here == pytest.approx(expected, abs=1e-3)
+    assert plan.total["seconds_here"] == pytest.approx(4.0 + expected, abs=2e-3)
+    gpu = _plan(good, _fake_calibration(gpu=True)).videos[0]  # decode/encode overlap the GPU
+    assert gpu.seconds_here == pytest.approx(35 * px / 0.5, abs=1e-3)
+    lossless = _plan(good, _fake_calibration(), encode=EncodeConfig(lossless=True)).videos[0]
+    assert lossless.output_bytes == int(23 * 64 * 48 * 1.5)
+    called = []
+    plan = _plan(good.parent / "nothing*.mp4", lambda: called.append(1))
+    assert not plan.videos and not called  # no usable input: no calibration
+
+
+def test_gpu_estimates_follow_the_measured_rates(tmp_path):
+    clip = make_video(tmp_path / "hd.mp4", width=1280, height=720, frames=3)
+    f32 = _plan(clip, chunk=ChunkConfig(chunk_frames=3), gpus=2)
+    est = {e["kind"]: e for e in f32.gpu_estimates}["H100"]
+    # 3 frames at the measured 138 fps on each of 2 GPUs; 16 cores encode 141.8 fps per node
+    assert est["enhance_seconds"] == pytest.approx(3 / 138 / 2, abs=1e-3)
+    assert est["encode_seconds"] == pytest.approx(3 / 141.8 / 2, abs=1e-3)
+    assert est["bound"] == "enhancer"
+    bf16 = _plan(clip, chunk=ChunkConfig(chunk_frames=3), gpus=1,
+                 model=ModelConfig(precision="bfloat16"))
+    est = bf16.gpu_estimates[0]
+    assert est["bound"] == "encoder" and est["seconds"] == pytest.approx(3 / 141.8, abs=1e-3)
+    assert any("bfloat16" in s for s in est["sources"])
+    f16 = _plan(clip, chunk=ChunkConfig(chunk_frames=3), model=ModelConfig(precision="float16"))
+    assert f16.total["seconds_per_gpu_kind"] == {} and "no measured float16" in f16.notes[0]
+
+
+def test_rate_table_interpolates_and_names_sources():
+    table = load_rates()
+    rate, rows = table.enhancer_rate("H100", "float32", 1600, 900)
+    low, high = 138 * 1280 * 720 / 1e6, 62 * 1920 * 1080 / 1e6
+    share = (1600 * 900 - 1280 * 720) / (1920 * 1080 - 1280 * 720)
+    assert rate == pytest.approx(low + share * (high - low))
+    assert len(rows) == 2 and all("gpu_dped.py" in r.source for r in rows)
+    assert table.enhancer_rate("H100", "float32", 64, 48)[0] == pytest.approx(low)
+    assert table.encoder_rate("H100", "libx264", 18, "medium").fps == 141.8
+    assert table.encoder_rate("H100", "libx264", 18, "veryfast") is None
+    with pytest.raises(ValueError):
+        parse_rates('[[enhancer]]\nkind="X"\ndevice="X"\nprecision="float32"\nwidth=1\n'
+                    'height=1\nfps=1.0\nsource=""\n')
+
+
+def test_calibration_is_cached_per_machine_and_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NHANCE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cal, "CPU_SIZE", (64, 48))
+    monkeypatch.setattr(cal, "MIN_SECONDS", 0.0)
+    monkeypatch.setattr(cal, "MEDIA_FRAMES", 4)
+    model, encode = ModelConfig(batch_size=1), EncodeConfig()
+    first = cal.load_or_calibrate(model, encode)
+    assert not first.cached and first.enhance_mpx_s > 0 and first.startup_s > 0
+    assert first.decode_mpx_s > 0 and first.encode_mpx_s > 0
+    assert first.machine["cores"] >= 1 and first.machine["model"] == "iphone"
+    assert (tmp_path / "cache" / "calibration.json").is_file()
+    again = cal.load_or_calibrate(model, encode)
+    assert again.cached and again.enhance_mpx_s == first.enhance_mpx_s
+    other = cal.machine_description(ModelConfig(batch_size=1, precision="bfloat16"), encode)
+    assert cal.calibration_key(other) != first.key
+    assert cal.cached(cal.calibration_key(other)) is None
+    fresh = cal.load_or_calibrate(model, encode, refresh=True)
+    assert not fresh.cached and fresh.measured_at >= first.measured_at
