@@ -3,8 +3,9 @@
 Keras 3 picks its backend from ``KERAS_BACKEND`` (or ``~/.keras/keras.json``) when it is first
 imported, and defaults to TensorFlow. An install with only the ``jax`` extra (a GPU image needs
 only one of the two) has no TensorFlow, so :func:`ensure_backend` selects JAX there when nothing
-was asked for; with both installed, TensorFlow stays the default and ``KERAS_BACKEND=jax``
-chooses JAX. Call it before anything imports Keras in the process (the enhancer's ``setup``
+was asked for (Keras writes ``"backend": "tensorflow"`` into ``~/.keras/keras.json`` on its
+first import, so that file's value counts only when its backend is installed); with both
+installed, TensorFlow stays the default and ``KERAS_BACKEND=jax`` chooses JAX. Call it before anything imports Keras in the process (the enhancer's ``setup``
 does).
 """
 
@@ -50,15 +51,16 @@ def ensure_backend() -> str:
         BackendError: the backend asked for, or every backend, is not installed.
     """
     if "keras" not in sys.modules:
-        wanted = _configured()
+        wanted = os.environ.get("KERAS_BACKEND") or None
         present = installed_backends()
-        if wanted is None:
+        if wanted is None and _configured() in present:
+            pass  # ~/.keras/keras.json names an installed backend: Keras uses it
+        elif wanted is None:  # nothing asked, or keras.json's default names a missing one
             if not present:
                 raise BackendError(
                     "no Keras backend is installed: pip install 'nhance-batch[tf]' "
                     "(TensorFlow) or 'nhance-batch[jax]' (JAX; '[jax-gpu]' for NVIDIA GPUs)")
-            if "tensorflow" not in present:
-                os.environ["KERAS_BACKEND"] = present[0]
+            os.environ["KERAS_BACKEND"] = "tensorflow" if "tensorflow" in present else present[0]
         elif wanted in EXTRAS and wanted not in present:
             raise BackendError(
                 f"KERAS_BACKEND={wanted} but {wanted} is not installed: pip install "
