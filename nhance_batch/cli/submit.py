@@ -184,21 +184,25 @@ def _toml_value(value: Any) -> str:
     raise SubmitRefused(f"cannot write {type(value).__name__} values into a job spec")
 
 
-def spec_text(spec: Any) -> str:
-    """The spec as TOML rebuilt from its validated values (no comments, no unknown text)."""
-    values = spec.model_dump(exclude={"base_dir"}, exclude_none=True)
-    lines = ["# written by nhance-batch submit from the validated job spec"]
-    lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+def spec_text(spec_path: Path) -> str:
+    """The spec file as TOML rebuilt from its parsed values: the same keys and values,
+    without its comments (which may hold anything, such as an old credential)."""
+    import tomllib
+
+    with open(spec_path, "rb") as f:
+        values = tomllib.load(f)
+    lines = ["# written by nhance-batch submit from the job spec's values"]
+    lines += [f"{json.dumps(key)} = {_toml_value(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
 
 
-def _stage(spec: Any, name: str, ship: bool) -> str:
+def _stage(spec_path: Path, ship: bool) -> str:
     """A temporary working directory for the job: the spec, and the package when shipped."""
     import nhance_batch
 
     staging = Path(tempfile.mkdtemp(prefix="nhance-job-"))
     try:
-        (staging / name).write_text(spec_text(spec), encoding="utf-8")
+        (staging / spec_path.name).write_text(spec_text(spec_path), encoding="utf-8")
         if ship:
             package = Path(nhance_batch.__file__).resolve().parent
             shutil.copytree(package, staging / "nhance_batch",
@@ -228,7 +232,7 @@ def build_submission(spec_path: Path, *, ship: bool = True, env_vars: Iterable[s
     check_spec(spec, spec_path)
     env = parse_env(env_vars)
     name = spec_path.name
-    staging = _stage(spec, name, ship)
+    staging = _stage(spec_path, ship)
     return Submission(
         entrypoint=shlex.join(["python", "-m", "nhance_batch", "run", "--spec", name]),
         working_dir=staging, env_vars=env, submission_id=submission_id,

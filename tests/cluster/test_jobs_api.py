@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import subprocess
 import sys
 
@@ -17,7 +20,7 @@ def test_submit_a_spec_and_wait(gpu_cluster, tmp_path):
 
     src = make_video(tmp_path / "in" / "clip.mp4", width=64, height=48, frames=8, gop=4)
     out = tmp_path / "out"
-    spec = tmp_path / "job.toml"
+    spec = tmp_path / "my job; v1.toml"  # the entrypoint's argument must survive the shell
     spec.write_text(f'input = "{src.parent}"\noutput = "{out}"\nchunk_frames = 4\n'
                     'temporal_radius = 1\nlossless = true\nworkers = 1\n'
                     '[resources]\ngpus_per_worker = 1\n')
@@ -32,6 +35,33 @@ def test_submit_a_spec_and_wait(gpu_cluster, tmp_path):
     assert f"job {job_id}: SUCCEEDED" in proc.stderr
     result = out / "clip.mp4"
     assert probe(result).frame_count == 8, proc.stdout[-3000:]
+
+    # what Ray's job info shows: the quoted spec name, and nothing from this machine's
+    # environment (the nodes have their own NHANCE_MODELS)
+    from ray.job_submission import JobSubmissionClient
+
+    from nhance_batch.pipeline.ray_executor import enable_token_auth_if_available
+
+    enable_token_auth_if_available()
+    client = JobSubmissionClient(gpu_cluster.dashboard_url)
+    info = client.get_job_info(job_id)
+    assert shlex.split(info.entrypoint)[-2:] == ["--spec", spec.name]
+    assert not (info.runtime_env or {}).get("env_vars")
+    assert os.environ["NHANCE_MODELS"] not in json.dumps(info.runtime_env)
+    jobs_before = len(client.list_jobs())
+
+    # a spec with credentials in its storage options is refused before anything is sent
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    leaky = tmp_path / "leaky.toml"
+    leaky.write_text(f'input = "s3://videos/in/"\noutput = "s3://videos/out/"\n'
+                     f'[storage_options]\nkey = "AKIAIOSFODNN7EXAMPLE"\nsecret = "{secret}"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "nhance_batch", "submit", str(leaky), "--address",
+         gpu_cluster.dashboard_url, "--env", f"AWS_SECRET_ACCESS_KEY={secret}"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "storage_options.secret" in proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    assert len(client.list_jobs()) == jobs_before
 
     # a job that fails (a model the registry does not know) comes back as exit code 1
     bad = tmp_path / "bad.toml"
