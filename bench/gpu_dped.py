@@ -1,9 +1,9 @@
 """DPED throughput on a GPU with JAX: frames/s and GFLOP/s in float32 and bfloat16.
 
-Standalone: runs where the project is not installed and TensorFlow is absent (the device
-machine has JAX with CUDA; Keras 3, namex and optree travel as wheels, see bench/README.md). It
-imports only ``nhance_batch.model.dped`` and ``nhance_batch.model.checkpoint`` (numpy and the standard library
-at import time) from this checkout.
+Standalone: runs where the project is not installed and TensorFlow is absent (a GPU machine
+with JAX and CUDA, plus Keras 3: ``pip install keras``; see bench/README.md). It imports only
+``nhance_batch.model.dped`` and ``nhance_batch.model.checkpoint`` (numpy and the standard
+library at import time) from this checkout.
 
 For each size (default 1280x720 and 1920x1080) and each compute type, ``jax.jit(dped.forward)``
 is compiled for every candidate batch size, warmed up and timed (block_until_ready after every

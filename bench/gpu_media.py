@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Media throughput on a GPU node (device tool): can its CPUs decode and encode as fast as one
-GPU enhances? A benchmark, not a test; PyAV and numpy only (the PyAV wheel is carried).
+"""Media throughput on a GPU node: can its CPUs decode and encode as fast as one GPU enhances?
+A benchmark, not a test; PyAV and numpy only (``pip install av numpy`` is all it needs).
 
 For 1280x720 (``--size``) synthetic frames it times, in frames per second:
 
