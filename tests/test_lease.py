@@ -93,6 +93,7 @@ def test_live_holder_refuses_others(tmp_path: Path) -> None:
         assert f"pid {os.getpid()}" in message
         assert "--force" in message and "heartbeat" in message and "since" in message
         assert info.value.holder is not None and info.value.holder["owner"] == "first"
+        assert os.path.exists(path + ".lock")  # the refused attempt leaves the holder's lock
         assert live_holder(path)["owner"] == "first"
         assert not first.lost
     finally:
@@ -150,6 +151,11 @@ def test_free_lifetime_lock_proves_the_holder_dead(tmp_path: Path) -> None:
     pid cannot be judged (another pid namespace: a container on this machine)."""
     path = _lease_path(tmp_path)
     _write_holder(path, pidns=1, lock=True)
+    # no lock file: it was removed by hand, say; proves nothing, and the pid cannot be judged
+    with pytest.raises(LeaseError):
+        Lease(path, ttl=TTL, owner="new").acquire()
+    assert not os.path.exists(path + ".lock")  # the refused attempt left no litter
+    Path(path + ".lock").touch()  # what a SIGKILLed holder leaves behind
     lease = Lease(path, ttl=TTL, owner="new")
     lease.acquire()
     assert json.loads(Path(path).read_text())["lock"] is True
@@ -281,6 +287,33 @@ def test_lease_for_picks_the_kind() -> None:
     assert type(lease_for("/tmp/x/_nhance/lease.json")) is Lease
     assert type(lease_for("file:///tmp/x/_nhance/lease.json")) is Lease
     assert type(lease_for("s3://bucket/x/_nhance/lease.json")) is lease_module.StoreLease
+
+
+def test_store_without_preconditions_falls_back_to_read_back() -> None:
+    """A store the conditional layer does not know (memory://): read, write, read back."""
+    import uuid
+
+    from nhance_batch.storage.conditional import PlainObject
+
+    import fsspec
+
+    bucket = f"lease-{uuid.uuid4().hex[:8]}"
+    fsspec.filesystem("memory").mkdir(f"/{bucket}/_nhance")
+    url = f"memory://{bucket}/_nhance/lease.json"
+    first = lease_for(url, None, ttl=LONG_TTL, owner="first")
+    assert isinstance(first, lease_module.StoreLease)
+    assert isinstance(first._store, PlainObject) and not first._store.atomic
+    first.acquire()
+    assert live_holder(url)["owner"] == "first"
+    with pytest.raises(LeaseError, match="first"):
+        lease_for(url, None, ttl=LONG_TTL, owner="second").acquire()
+    second = lease_for(url, None, ttl=LONG_TTL, owner="second")
+    second.acquire(force=True)
+    assert first.heartbeat() is False and first.lost
+    first.release()
+    assert live_holder(url)["owner"] == "second"
+    second.release()
+    assert live_holder(url) is None
 
 
 @pytest.mark.parametrize("existing", ["absent", "expired", "dead"])

@@ -191,6 +191,7 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._life_fd: int | None = None  # the held sibling lock file (local leases)
+        self._life_existed = False  # it was there before we opened it (left by a holder)
 
     # -- lost: set on a failed renewal, or true by itself once the ttl passed in silence ----
 
@@ -251,8 +252,13 @@ class Lease:
             return True
         if fcntl is None:
             return False
+        existed = True
         try:
-            fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fd = os.open(self._lock_path, os.O_RDWR)
+            except FileNotFoundError:
+                fd = os.open(self._lock_path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+                existed = False
         except OSError:
             return False
         try:
@@ -260,27 +266,27 @@ class Lease:
         except OSError:
             os.close(fd)
             return False
-        self._life_fd = fd
+        self._life_fd, self._life_existed = fd, existed
         return True
 
-    def _drop_life_lock(self) -> None:
-        """Unlink and unlock the sibling lock file (call under :meth:`_locked`)."""
+    def _drop_life_lock(self, unlink: bool = True) -> None:
+        """Unlock (and unlink) the sibling lock file (call under :meth:`_locked`)."""
         fd, self._life_fd = self._life_fd, None
         if fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.unlink(self._lock_path)
+        if unlink:
+            with contextlib.suppress(OSError):
+                os.unlink(self._lock_path)
         os.close(fd)
 
     def _lock_is_free(self) -> bool | None:
-        """Whether nobody holds the sibling lock file (probe, under :meth:`_locked`); None
-        when that cannot be told."""
+        """Whether the sibling lock file is there and nobody holds it (probe, under
+        :meth:`_locked`); None when that cannot be told. A missing file proves nothing
+        (removed by hand, or by a refused attempt elsewhere), so it is None too."""
         if fcntl is None:
             return None
         try:
             fd = os.open(self._lock_path, os.O_RDWR)
-        except FileNotFoundError:
-            return True  # its holder unlinked it on release, or never made it
         except OSError:
             return None
         try:
@@ -360,8 +366,11 @@ class Lease:
         if not holder or not _same_kernel(holder):
             return False
         if holder.get("lock"):
-            # it held the sibling lock all its life: free (or taken by us just now) = dead
-            if self._life_fd is not None or self._lock_is_free():
+            # it held the sibling lock all its life: the file it left is free = it is dead
+            if self._life_fd is not None:
+                if self._life_existed:  # we could lock the file it had locked
+                    return True
+            elif self._lock_is_free():
                 return True
         return _process_gone(holder)
 
@@ -459,9 +468,10 @@ class Lease:
                 return
 
     def _keep_life_lock(self, had: bool) -> None:
-        """Not taking the lease: give back a sibling lock taken by this attempt."""
+        """Not taking the lease: give back a sibling lock taken by this attempt (removing
+        the file only if this attempt made it)."""
         if not had:
-            self._drop_life_lock()
+            self._drop_life_lock(unlink=not self._life_existed)
 
     def _held(self) -> None:
         self._lost = False
@@ -578,7 +588,7 @@ class StoreLease(Lease):
     def _take_life_lock(self) -> bool:
         return False
 
-    def _drop_life_lock(self) -> None:
+    def _drop_life_lock(self, unlink: bool = True) -> None:
         return None
 
     def _lock_is_free(self) -> bool | None:
