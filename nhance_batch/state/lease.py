@@ -616,11 +616,28 @@ class StoreLease(Lease):
         return None if found is None else found[0]
 
     def _confirm(self, version: str) -> bool:
-        """For stores without preconditions: the lease reads back as ours."""
-        if self._store.atomic:
-            return True
+        """The lease reads back as ours (a store that ignores preconditions, or one without
+        them, is caught here at least when the other writer came first)."""
         found = self._read_versioned()
         return found is not None and found[0].get("owner") == self.owner
+
+    def _conditional(self, op: str, *args: Any) -> Any:
+        """``self._store.<op>(*args)``; a store that turns out not to implement conditional
+        requests is used through read-then-write from then on (with a warning)."""
+        from nhance_batch.storage.conditional import PlainObject, PreconditionsUnsupported
+
+        try:
+            return getattr(self._store, op)(*args)
+        except PreconditionsUnsupported as exc:
+            log.warning("%s; the lease falls back to read-then-write, which cannot stop two "
+                        "drivers started in the same instant", exc)
+            self._object = PlainObject(self.path, self.storage_options)
+            if op == "create":
+                return self._object.create(*args)
+            found = self._read_versioned()  # versions of the other kind mean nothing here
+            if found is None or found[0].get("owner") != self.owner:
+                return None if op == "replace" else False  # acquire looks again
+            return getattr(self._object, op)(*args[:-1], found[1])
 
     def acquire(self, force: bool = False) -> None:
         """Take the lease (see :meth:`Lease.acquire`); each write is conditional, so of
@@ -628,7 +645,7 @@ class StoreLease(Lease):
         self.acquired = time.time()
         for _ in range(_MAX_RACE_ROUNDS):
             now = time.time()
-            version = self._store.create(self._encode(self._record()))
+            version = self._conditional("create", self._encode(self._record()))
             if version is not None:
                 if self._confirm(version):
                     self._version = version
@@ -643,7 +660,7 @@ class StoreLease(Lease):
                 self.acquired = holder.get("acquired", self.acquired)
             elif holder and not force and self._holder_alive(holder, now):
                 raise self._refusal(holder, now)
-            version = self._store.replace(self._encode(self._record()), current)
+            version = self._conditional("replace", self._encode(self._record()), current)
             if version is not None and self._confirm(version):
                 self._version = version
                 self._held()
@@ -655,7 +672,7 @@ class StoreLease(Lease):
         if self._version is None:
             self._lose("the lease is not held")
             return False
-        version = self._store.replace(self._encode(self._record()), self._version)
+        version = self._conditional("replace", self._encode(self._record()), self._version)
         if version is None:
             found = self._read_versioned()
             owner = found[0].get("owner") if found else None
@@ -673,7 +690,7 @@ class StoreLease(Lease):
         if version is None:
             return
         with contextlib.suppress(FileNotFoundError):
-            self._store.delete(version)  # not ours any more: left to its new holder
+            self._conditional("delete", version)  # not ours any more: left to its new holder
 
 
 def lease_for(url: str, storage_options: dict | None = None, **kwargs: Any) -> Lease:

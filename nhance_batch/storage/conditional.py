@@ -26,6 +26,10 @@ from urllib.parse import quote
 from nhance_batch.storage.urls import protocol_of, resolve
 
 
+class PreconditionsUnsupported(OSError):
+    """The store answered that it does not implement the conditional request."""
+
+
 class ConditionalObject:
     """One object's conditional operations. ``version`` strings are opaque (an ETag, a
     generation); None results mean the condition did not hold."""
@@ -79,6 +83,12 @@ class S3Object(ConditionalObject):
         status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
         return code, status
 
+    def _unsupported(self, exc: BaseException) -> None:
+        code, status = self._code(exc)
+        if code == "NotImplemented" or status == 501:  # S3-compatible stores without them
+            raise PreconditionsUnsupported(f"{self.url}: the store does not implement "
+                                           f"conditional writes ({code or status})") from exc
+
     def _failed_condition(self, exc: BaseException) -> bool:
         code, status = self._code(exc)
         return code in ("PreconditionFailed", "NoSuchKey", "404") or status in (404, 412) \
@@ -108,6 +118,7 @@ class S3Object(ConditionalObject):
             except Exception as exc:  # noqa: BLE001 - botocore ClientError
                 if self._failed_condition(exc):
                     return None
+                self._unsupported(exc)
                 raise
             return response["ETag"]
         return self._sync(go)
@@ -126,6 +137,7 @@ class S3Object(ConditionalObject):
             except Exception as exc:  # noqa: BLE001 - botocore ClientError
                 if self._failed_condition(exc):
                     return False
+                self._unsupported(exc)
                 raise
             return True
         return self._sync(go)

@@ -193,3 +193,35 @@ def test_renewal_error_marks_the_lease_lost(store):
     finally:
         store.proxy.heal()
         lease.release()
+
+
+def test_store_without_conditional_writes_falls_back(store, monkeypatch):
+    """An S3-compatible store answering 501 to conditional requests: the lease still works,
+    through read-then-write with a read-back (and says so in the log)."""
+    if store.name != "s3":
+        pytest.skip("the 501 answer is S3's way of saying it")
+    from botocore.exceptions import ClientError
+
+    from nhance_batch.storage import conditional
+
+    real_put = conditional.S3Object._put
+    answer = ClientError({"Error": {"Code": "NotImplemented", "Message": "If-Match"},
+                          "ResponseMetadata": {"HTTPStatusCode": 501}}, "PutObject")
+    with pytest.raises(conditional.PreconditionsUnsupported):
+        conditional.conditional_object(store.key("x"), store.storage_options)._unsupported(answer)
+
+    def put_without_preconditions(self, data, **condition):  # type: ignore[no-untyped-def]
+        if condition:
+            self._unsupported(answer)
+        return real_put(self, data)
+
+    url = store.key("job", "_nhance", "lease.json")
+    lease = StoreLease(url, store.storage_options, ttl=30.0, owner="me")
+    lease.acquire()  # conditional create worked: ETag versions
+    monkeypatch.setattr(conditional.S3Object, "_put", put_without_preconditions)
+    assert lease.heartbeat() and not lease.lost  # switched over, renewal kept
+    assert isinstance(lease._store, PlainObject)
+    with pytest.raises(LeaseError, match="me"):
+        StoreLease(url, store.storage_options, ttl=30.0, owner="other").acquire()
+    lease.release()
+    assert _owner(store, url) is None
