@@ -85,6 +85,7 @@ def write_lossless(path: str, frames: np.ndarray, pts: list[int], time_base: Fra
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "bgr0"
         stream.time_base = time_base
+        stream.codec_context.time_base = time_base
         for frame, stamp in zip(frames, pts, strict=True):
             video = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             video = video.reformat(format="bgr0")
