@@ -3,6 +3,11 @@
 Lifecycle (the same in a Ray actor and in the sequential executor): the constructor is cheap
 and runs anywhere; :meth:`Enhancer.setup` resolves and loads the weights and picks the math
 threads inside the worker process; calling the enhancer runs it.
+
+The path (XLA or graph mode, and the batch shape) is chosen per frame shape the first time
+that shape is seen, by :mod:`nhance_batch.model.autotune` (fixed by ``ModelConfig.jit`` on/off
+and a non-zero ``batch_size``; else measured, or read from the user cache), and then pinned
+for the enhancer's lifetime: every later call with that shape uses the same path.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from nhance_batch.config import ModelConfig
+from nhance_batch.model import autotune
 
 
 def _configure_threads(threads: int) -> None:
@@ -41,17 +47,17 @@ class Enhancer:
             registry in :meth:`setup`.
     """
 
-    def __init__(self, config: ModelConfig | None = None, weights=None) -> None:
+    def __init__(self, config: ModelConfig | None = None, weights=None, *,
+                 cache: "autotune.AutotuneCache | None" = None) -> None:
         self.config = config or ModelConfig()
         self._weights = weights
         self._compiled: dict[tuple, Callable] = {}
+        self._decisions: dict[tuple, autotune.Decision] = {}
+        self._cache = cache
         self.model_path: Path | None = None
 
     def setup(self) -> None:
         """Load the weights (once per process) and configure the backend."""
-        from nhance_batch.model.backend import ensure_backend
-
-        ensure_backend()  # TensorFlow or JAX, whichever is installed (JAX-only GPU images)
         _configure_threads(self.config.threads)
         if self._weights is None:
             from nhance_batch.model.dped import DPEDWeights
@@ -64,14 +70,82 @@ class Enhancer:
     def teardown(self) -> None:
         self._compiled.clear()
 
-    def _function(self, shape: tuple[int, ...], dtype: np.dtype, as_float: bool) -> Callable:
-        key = (shape, dtype.str, as_float)
+    # -- the path --------------------------------------------------------------------------
+    @property
+    def jit(self) -> str:
+        """``on``, ``off`` or ``auto`` (from ``config.jit``)."""
+        return autotune.jit_mode(getattr(self.config, "jit", "auto"))
+
+    @property
+    def fixed_batch(self) -> int:
+        """The configured batch size, 0 when it is chosen by measurement."""
+        return int(getattr(self.config, "batch_size", 0) or 0)
+
+    def _jit_choices(self) -> tuple[bool, ...]:
+        import keras
+
+        # JAX without jit is op-by-op eager execution: never a contender, only when asked
+        return (False, True) if keras.backend.backend() == "tensorflow" else (True,)
+
+    def _model_id(self) -> str:
+        if self.config.path is not None:
+            return Path(self.config.path).name or str(self.config.path)
+        return self.config.name
+
+    def cache_key(self, height: int, width: int, dtype: np.dtype) -> str:
+        return autotune.cache_key(
+            device=autotune.device_id(self.config.threads), backend=autotune.backend_id(),
+            model=self._model_id(), precision=self.config.precision, height=height,
+            width=width, dtype=np.dtype(dtype).name, jit=self.jit, batch=self.fixed_batch)
+
+    def decision(self, frames: np.ndarray) -> autotune.Decision:
+        """The path for frames of this shape: decided once (fixed, cached or timed on these
+        frames), then the same for every later call."""
+        frames = np.asarray(frames)
+        shape_key = (frames.shape[1:], frames.dtype.str)
+        decision = self._decisions.get(shape_key)
+        if decision is None:
+            if self._weights is None:
+                self.setup()
+            height, width = frames.shape[1:3]
+            decision = autotune.decide(
+                self._build_candidate, frames, key=self.cache_key(height, width, frames.dtype),
+                jit=self.jit, batch=self.fixed_batch, precision=self.config.precision,
+                jit_choices=self._jit_choices(), cache=self._cache)
+            self._decisions[shape_key] = decision
+        return decision
+
+    def pin(self, frame_shape: tuple[int, ...], dtype, decision: autotune.Decision) -> None:
+        """Use ``decision`` for frames of ``frame_shape`` (H, W, 3) from now on (a decision
+        made elsewhere, e.g. by the first chunk's actor)."""
+        self._decisions[(tuple(frame_shape), np.dtype(dtype).str)] = decision
+
+    def describe(self) -> dict:
+        """How this enhancer ran: per frame shape the path, batch and where the choice came
+        from, with the precision, backend and device (JSON-able)."""
+        shapes = {f"{shape[1]}x{shape[0]}": {"path": d.path, "batch_size": d.batch_size,
+                                               "source": d.source}
+                  for (shape, _), d in self._decisions.items()}
+        out = {"precision": self.config.precision, "jit": self.jit, "shapes": shapes}
+        if self._decisions:
+            out["backend"] = autotune.backend_id()
+            out["device"] = autotune.device_id(self.config.threads)
+        return out
+
+    def _build_candidate(self, candidate: autotune.Candidate, shape: tuple[int, ...],
+                         dtype: np.dtype) -> Callable:
+        return self._compile(tuple(shape), np.dtype(dtype), True, candidate.jit)
+
+    def _function(self, shape: tuple[int, ...], dtype: np.dtype, as_float: bool,
+                  jit: bool) -> Callable:
+        key = (shape, dtype.str, as_float, jit)
         fn = self._compiled.get(key)
         if fn is None:
-            fn = self._compiled[key] = self._compile(shape, dtype, as_float)
+            fn = self._compiled[key] = self._compile(shape, dtype, as_float, jit)
         return fn
 
-    def _compile(self, shape: tuple[int, ...], dtype: np.dtype, as_float: bool) -> Callable:
+    def _compile(self, shape: tuple[int, ...], dtype: np.dtype, as_float: bool,
+                 jit: bool) -> Callable:
         import keras
         from keras import ops
 
@@ -91,9 +165,9 @@ class Enhancer:
             import tensorflow as tf
 
             spec = tf.TensorSpec(shape, tf.as_dtype(dtype))
-            fn = tf.function(run, jit_compile=self.config.jit, input_signature=[spec])
+            fn = tf.function(run, jit_compile=jit, input_signature=[spec])
             return lambda x: fn(x).numpy()
-        if backend == "jax" and self.config.jit:
+        if backend == "jax" and jit:
             import jax
 
             fn = jax.jit(run)
@@ -104,8 +178,8 @@ class Enhancer:
         """Enhance ``frames`` pass by pass: yields ``(start, output)`` for
         ``frames[start:start + len(output)]``, so callers need not hold the whole output.
 
-        Every pass has exactly ``config.batch_size`` frames (the last one padded by repeating
-        its final frame), so a frame's result does not depend on its neighbours.
+        Every pass has exactly the chosen batch size of frames (the last one padded by
+        repeating its final frame), so a frame's result does not depend on its neighbours.
         """
         if self._weights is None:
             self.setup()
@@ -114,10 +188,12 @@ class Enhancer:
             raise ValueError(f"expected frames [N, H, W, 3], got shape {frames.shape}")
         if frames.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"expected uint8 or uint16 frames, got {frames.dtype}")
-        n, batch = len(frames), self.config.batch_size
+        n = len(frames)
         if n == 0:
             return
-        fn = self._function((batch, *frames.shape[1:]), frames.dtype, as_float)
+        decision = self.decision(frames)
+        batch = decision.batch_size
+        fn = self._function((batch, *frames.shape[1:]), frames.dtype, as_float, decision.jit)
         for start in range(0, n, batch):
             part = frames[start:start + batch]
             if len(part) < batch:

@@ -1,0 +1,37 @@
+"""Start-up and memory of a small job: the driver never imports TensorFlow, the embedded
+Ray's object store follows the job's in-flight work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_driver_side_imports_no_tensorflow():
+    code = (
+        "import sys\n"
+        "import nhance_batch.cli, nhance_batch.cli.run, nhance_batch.cli.bench\n"
+        "import nhance_batch.pipeline.driver, nhance_batch.pipeline.ray_executor\n"
+        "import nhance_batch.model.enhancer, nhance_batch.model.autotune\n"
+        "from nhance_batch.model import autotune\n"
+        "autotune.cpu_model(); autotune.native_16bit(); autotune.cache_path()\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules)\n"
+        "print(','.join(heavy))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "", f"imported on the driver: {out}"
+
+
+def test_object_store_is_sized_to_the_work_in_flight(monkeypatch):
+    from nhance_batch.pipeline import ray_executor
+
+    monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 30))
+    one = ray_executor._local_object_store_bytes(1)
+    two = ray_executor._local_object_store_bytes(2)
+    # (2 per actor + 1) chunks, decoded + enhanced, 3 bytes a pixel, 20 bytes a pixel budget
+    assert one == int((3 * 2 * 3 * ((1 << 30) // 20)) * 5 // 4)
+    assert two > one
+    monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 20))
+    assert ray_executor._local_object_store_bytes(1) == 256 << 20  # the floor
+    monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 40))
+    assert ray_executor._local_object_store_bytes(8) <= 4 << 30  # the cap
