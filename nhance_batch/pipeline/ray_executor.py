@@ -173,8 +173,13 @@ class RayExecutor:
                 ray.init(address=address, log_to_driver=True)
             else:
                 # "local": always a new embedded instance, never a cluster found on the machine
-                ray.init(address="local", include_dashboard=False, log_to_driver=True,
-                         object_store_memory=_local_object_store_bytes(),
+                # no dashboard unless asked (ClusterConfig.dashboard, `run --dashboard`); an
+                # object store sized to the work a job keeps in flight, not to the machine
+                ray.init(address="local",
+                         include_dashboard=bool(getattr(self.cluster, "dashboard", False)),
+                         log_to_driver=True,
+                         object_store_memory=_local_object_store_bytes(
+                             self.cluster.workers or 1),
                          _node_ip_address="127.0.0.1")
             self._started_ray = True
         (self._probe, self._decode, self._encode, self._assemble,
@@ -461,8 +466,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _local_object_store_bytes() -> int:
-    """An object store for the embedded Ray: a quarter of memory, at most 4 GiB."""
+def _local_object_store_bytes(actors: int = 1) -> int:
+    """An object store for the embedded Ray, sized to what a job keeps in flight: at most
+    ``MAX_CHUNKS_PER_ACTOR`` chunks per actor plus one, each with its decoded frames and its
+    enhanced frames (3 bytes per pixel each, 6 for 16-bit sources counted by the chunk
+    budget), with a quarter of slack; at least 256 MiB, at most a quarter of memory or 4 GiB.
+    Ray spills to disk beyond it rather than failing."""
     import psutil
 
-    return int(min(psutil.virtual_memory().total // 4, 4 << 30))
+    from nhance_batch.config import CHUNK_BYTES_PER_PIXEL
+
+    chunk_pixels = int(os.environ.get("NHANCE_CHUNK_MEMORY", 2 << 30)) // CHUNK_BYTES_PER_PIXEL
+    in_flight = (MAX_CHUNKS_PER_ACTOR * max(1, actors) + 1) * 2 * 3 * chunk_pixels
+    cap = min(psutil.virtual_memory().total // 4, 4 << 30)
+    return int(max(256 << 20, min(cap, in_flight * 5 // 4)))
