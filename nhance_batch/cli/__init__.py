@@ -11,6 +11,7 @@ import click
 
 from nhance_batch import __version__
 from nhance_batch.cli.bench import bench
+from nhance_batch.cli.finetune import finetune
 from nhance_batch.cli.compare import compare
 from nhance_batch.cli.image import enhance_image
 from nhance_batch.cli.models import models
@@ -34,6 +35,7 @@ cli.add_command(submit)
 cli.add_command(enhance_image)
 cli.add_command(models)
 cli.add_command(bench)
+cli.add_command(finetune)
 cli.add_command(compare)
 cli.add_command(report)
 cli.add_command(plan)

@@ -19,6 +19,7 @@ MACS_PER_PIXEL = 399_744
 FLOPS_PER_PIXEL = 2 * MACS_PER_PIXEL
 INORM_EPS = 1e-3
 NORMED_CONVS = tuple(range(2, 10))  # conv layers W2..W9 are followed by an instance norm
+NORM_VARIABLES = ("Variable",) + tuple(f"Variable_{i}" for i in range(1, 16))
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,33 @@ class DPEDWeights:
 
         kernels = tuple(var(f"W{i}") for i in range(1, 13))
         biases = tuple(var(f"b{i}") for i in range(1, 13))
-        names = ["Variable"] + [f"Variable_{i}" for i in range(1, 16)]
+        names = NORM_VARIABLES
         norms = tuple((var(names[2 * j]), var(names[2 * j + 1])) for j in range(len(NORMED_CONVS)))
         expected = [(9, 9, 3, 64)] + [(3, 3, 64, 64)] * 10 + [(9, 9, 64, 3)]
         for i, (kernel, shape) in enumerate(zip(kernels, expected), start=1):
             if kernel.shape != shape:
                 raise ValueError(f"W{i} has shape {kernel.shape}, expected {shape}")
         return cls(kernels, biases, norms)
+
+    def to_variables(self) -> dict[str, np.ndarray]:
+        """The inverse of :meth:`from_variables`: the 40 checkpoint variables by name."""
+        out = {f"generator/W{i}": np.asarray(k) for i, k in enumerate(self.kernels, start=1)}
+        out.update({f"generator/b{i}": np.asarray(b) for i, b in enumerate(self.biases, start=1)})
+        for j, (shift, scale) in enumerate(self.norms):
+            out[f"generator/{NORM_VARIABLES[2 * j]}"] = np.asarray(shift)
+            out[f"generator/{NORM_VARIABLES[2 * j + 1]}"] = np.asarray(scale)
+        return out
+
+    def arrays(self) -> list:
+        """Every weight in a fixed order (kernels, biases, then shift/scale per norm)."""
+        return [*self.kernels, *self.biases, *(t for norm in self.norms for t in norm)]
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "DPEDWeights":
+        """The inverse of :meth:`arrays`; the items may be numpy arrays or backend tensors."""
+        arrays = list(arrays)
+        norms = tuple((arrays[24 + 2 * j], arrays[25 + 2 * j]) for j in range(len(NORMED_CONVS)))
+        return cls(tuple(arrays[:12]), tuple(arrays[12:24]), norms)
 
     @classmethod
     def load(cls, prefix: str | Path) -> "DPEDWeights":
@@ -96,8 +117,9 @@ def forward(x, weights: DPEDWeights, compute_dtype: str = "float32"):
         # plus nine shifted sums: the same products, but a GEMM 27 wide instead of 3, which
         # runs ~3x faster on CPUs (and no slower on GPUs).
         kernel, bias = weights.kernels[11], weights.biases[11]
-        blocks = ops.cast(np.concatenate([kernel[3 * a:3 * a + 3, 3 * b:3 * b + 3]
-                                          for a in range(3) for b in range(3)], axis=-1),
+        # ops.concatenate, not numpy: the weights may be backend tensors (training).
+        blocks = ops.cast(ops.concatenate([kernel[3 * a:3 * a + 3, 3 * b:3 * b + 3]
+                                           for a in range(3) for b in range(3)], axis=-1),
                           compute_dtype)
         height, width = ops.shape(t)[1], ops.shape(t)[2]
         padded = ops.pad(ops.cast(t, compute_dtype), [[0, 0], [4, 4], [4, 4], [0, 0]])

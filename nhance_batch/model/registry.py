@@ -7,6 +7,12 @@ Resolution order for a model name:
 4. a download from the registry's URL into the cache (atomic, sha256 verified).
 
 Files found in 2 and 3 are checked against the registry's sha256 too.
+
+A name the registry does not know is looked up among the user's models (fine-tuned with
+``nhance-batch finetune``): ``$NHANCE_USER_MODELS/NAME/`` or the platform's user data folder
+(``.../nhance-batch/models/NAME/``), each holding its checkpoint and a ``model.json`` with the
+files' sha256 (checked). Content networks of fine-tuning (``[content.*]`` entries, e.g.
+``vgg19``) resolve like models through :func:`resolve_content`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from nhance_batch.checksum import file_sha256 as sha256
 
 ENV_MODELS = "NHANCE_MODELS"
 ENV_CACHE = "NHANCE_CACHE"
+ENV_USER_MODELS = "NHANCE_USER_MODELS"
+USER_MODEL_FILE = "model.json"
 DOWNLOAD_TIMEOUT_S = 60
 
 
@@ -48,7 +56,7 @@ class ResolvedModel:
 
     name: str
     prefix: Path
-    source: str  # "path", "env", "cache" or "download"
+    source: str  # "path", "env", "cache", "download" or "user"
 
 
 def _registry_text() -> str:
@@ -63,13 +71,82 @@ def _registry_text() -> str:
 def load_registry() -> tuple[str, dict[str, ModelSpec]]:
     """The default model name and every registry entry, from ``models/registry.toml``."""
     data = tomllib.loads(_registry_text())
-    specs = {
+    return data["default"], _specs(data["models"])
+
+
+def _specs(table: dict) -> dict[str, ModelSpec]:
+    return {
         name: ModelSpec(name=name, description=entry.get("description", ""),
                         checkpoint=entry["checkpoint"], url_prefix=entry["url_prefix"],
                         files=tuple(sorted(entry["files"].items())))
-        for name, entry in data["models"].items()
+        for name, entry in table.items()
     }
-    return data["default"], specs
+
+
+@lru_cache(maxsize=1)
+def load_content_registry() -> dict[str, ModelSpec]:
+    """The registry's content networks (``[content.NAME]``; ``checkpoint`` is the file)."""
+    return _specs(tomllib.loads(_registry_text()).get("content", {}))
+
+
+def resolve_content(name: str, *, download: bool = True) -> Path:
+    """The local file of content network ``name`` (``NHANCE_MODELS``, the cache, or a
+    verified download, as for models)."""
+    specs = load_content_registry()
+    if name not in specs:
+        raise ModelError(f"unknown content network {name!r}; registered: "
+                         f"{', '.join(sorted(specs)) or 'none'}")
+    return resolve(name, spec=specs[name], download=download).prefix
+
+
+def user_models_dir() -> Path:
+    """The folder of the user's own models (``$NHANCE_USER_MODELS`` if set)."""
+    base = os.environ.get(ENV_USER_MODELS)
+    if base:
+        return Path(base)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("nhance-batch")) / "models"
+
+
+def read_user_model(folder: Path) -> dict:
+    """The ``model.json`` of the user model in ``folder``."""
+    import json
+
+    try:
+        info = json.loads((folder / USER_MODEL_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"user model {folder.name!r}: cannot read {folder / USER_MODEL_FILE}: "
+                         f"{exc}") from exc
+    if not isinstance(info, dict) or "checkpoint" not in info or "files" not in info:
+        raise ModelError(f"user model {folder.name!r}: {folder / USER_MODEL_FILE} lacks "
+                         "'checkpoint' or 'files'")
+    return info
+
+
+def list_user_models() -> list[str]:
+    folder = user_models_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / USER_MODEL_FILE).is_file())
+
+
+def resolve_user(name: str) -> ResolvedModel | None:
+    """The user model ``name`` (files verified against its model.json), or None."""
+    folder = user_models_dir() / name
+    if not (folder / USER_MODEL_FILE).is_file():
+        return None
+    info = read_user_model(folder)
+    for file_name, expected in sorted(info["files"].items()):
+        path = folder / file_name
+        if not path.is_file():
+            raise ModelError(f"user model {name!r}: {path} is missing")
+        actual = sha256(path)
+        if actual != expected:
+            raise ModelError(f"user model {name!r}: {path} has sha256 {actual}, but its "
+                             f"{USER_MODEL_FILE} records {expected}; the file was changed or "
+                             "damaged: fine-tune it again or delete the folder.")
+    return ResolvedModel(name, folder / info["checkpoint"], "user")
 
 
 def default_model() -> str:
@@ -79,8 +156,10 @@ def default_model() -> str:
 def get_spec(name: str) -> ModelSpec:
     specs = load_registry()[1]
     if name not in specs:
-        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(specs))} "
-                         "(or pass an explicit checkpoint path)")
+        users = list_user_models()
+        mine = f"; your models: {', '.join(users)}" if users else ""
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(specs))}"
+                         f"{mine} (or pass an explicit checkpoint path)")
     return specs[name]
 
 
@@ -169,6 +248,10 @@ def resolve(name: str | None = None, path: str | os.PathLike | None = None, *,
     name = name or default_model()
     if path is not None:
         return _explicit(Path(path), name)
+    if spec is None and name not in load_registry()[1]:
+        user = resolve_user(name)
+        if user is not None:
+            return user
     spec = spec or get_spec(name)
     env = os.environ.get(ENV_MODELS)
     if env:
