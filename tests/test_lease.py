@@ -254,6 +254,38 @@ def test_heartbeat_exception_marks_the_lease_lost(tmp_path: Path,
     assert not os.path.exists(path)
 
 
+def test_transient_heartbeat_errors_are_retried_within_the_ttl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _lease_path(tmp_path)
+    lease = Lease(path, ttl=1.2, owner="me")
+    lease.acquire()
+    real = lease._write_replace
+    failures = []
+
+    def flaky(record):  # type: ignore[no-untyped-def]
+        if len(failures) < 1:
+            failures.append(record)
+            raise TimeoutError("store timed out")
+        real(record)
+
+    monkeypatch.setattr(lease, "_write_replace", flaky)
+    lease.start_heartbeat()
+    try:
+        first = json.loads(Path(path).read_text())["heartbeat"]
+        assert _wait_for(lambda: json.loads(Path(path).read_text())["heartbeat"] > first, 5)
+        assert failures and not lease.lost  # one timeout, retried in time: still ours
+
+        def always(record):  # type: ignore[no-untyped-def]
+            raise TimeoutError("store gone")
+
+        monkeypatch.setattr(lease, "_write_replace", always)
+        assert _wait_for(lambda: lease.lost, timeout=5)  # no renewal for a whole ttl
+        assert "TimeoutError" in (lease.lost_reason or "") or "ttl" in (lease.lost_reason or "")
+    finally:
+        monkeypatch.undo()
+        lease.release()
+
+
 def test_silence_longer_than_the_ttl_marks_the_lease_lost(tmp_path: Path) -> None:
     path = _lease_path(tmp_path)
     lease = Lease(path, ttl=0.3, owner="me")

@@ -495,13 +495,30 @@ class Lease:
             return True
 
     def _beat(self) -> None:
+        """Renew every ttl/3. A transient store error (timeout, connection, 5xx) is tried
+        again sooner while the last renewal is younger than the ttl, since until then no
+        other driver may take over; any other exception, and a ttl without a renewal,
+        marks the lease lost and ends the thread."""
+        from nhance_batch.storage.retry import is_transient
+
         interval = self.ttl / 3.0
-        while not self._stop.wait(interval):
+        wait = interval
+        while not self._stop.wait(wait):
+            wait = interval
             try:
                 if not self.heartbeat():
                     return
-            except BaseException as exc:  # noqa: BLE001 - any failure: the lease is not certain
-                self._lose(f"renewing the heartbeat failed: {type(exc).__name__}: {exc}")
+            except BaseException as exc:  # noqa: BLE001 - every failure is judged here
+                why = f"renewing the heartbeat failed: {type(exc).__name__}: {exc}"
+                retry_in = min(interval / 2.0, 1.0)
+                renewed = self._renewed
+                if isinstance(exc, Exception) and is_transient(exc) and renewed is not None \
+                        and time.monotonic() + retry_in - renewed < self.ttl:
+                    log.warning("lease %s: %s; trying again in %.1f s", self.path, why,
+                                retry_in)
+                    wait = retry_in
+                    continue
+                self._lose(why)
                 return
             if self.lost:  # a renewal that came later than the ttl
                 return
@@ -675,6 +692,12 @@ class StoreLease(Lease):
         version = self._conditional("replace", self._encode(self._record()), self._version)
         if version is None:
             found = self._read_versioned()
+            if found is not None and found[0].get("owner") == self.owner:
+                # our own earlier write landed though its answer was lost (a retried
+                # request): only this driver writes its owner name, so renew on that
+                version = self._conditional("replace", self._encode(self._record()), found[1])
+        if version is None:
+            found = self._read_versioned()
             owner = found[0].get("owner") if found else None
             self._lose(f"the lease was taken over by {owner}" if found
                        else "the lease object disappeared")
@@ -690,7 +713,12 @@ class StoreLease(Lease):
         if version is None:
             return
         with contextlib.suppress(FileNotFoundError):
-            self._conditional("delete", version)  # not ours any more: left to its new holder
+            if self._conditional("delete", version):
+                return
+            found = self._read_versioned()  # ours at another version (a lost answer)?
+            if found is not None and found[0].get("owner") == self.owner:
+                self._conditional("delete", found[1])
+            # otherwise not ours any more: left to its new holder
 
 
 def lease_for(url: str, storage_options: dict | None = None, **kwargs: Any) -> Lease:
