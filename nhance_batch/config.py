@@ -1,22 +1,36 @@
-"""Frozen, typed configuration objects, one per concern, built once at the CLI edge."""
+"""Typed, validated configuration, one frozen model per concern, built once at the edge (the
+command line, a job spec, the web form) by :func:`run_config`.
+
+The models are pydantic models: every value is checked when the object is built (a bad one
+raises :class:`ValueError` naming the field), the objects are immutable, and
+``RunConfig.model_json_schema()`` describes the settings for a form.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # Frames each side over which the temporal stage smooths the colour gain: measured on real and
 # synthetic footage (README, "Temporal stabilisation"); chunks carry at least this much context.
 DEFAULT_TEMPORAL_RADIUS = 3
+# The probe refuses frames larger than this many pixels, and videos of more frames.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+DEFAULT_MAX_FRAMES = 10_000_000
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(_Frozen):
     """Which DPED generator to run and how.
 
     Attributes:
-        name: registry name (``iphone``, ``blackberry``, ``sony``).
+        name: registry name (``iphone``, ``blackberry``, ``sony``, or a user model).
         path: explicit checkpoint prefix (``.../iphone_orig``); overrides the registry lookup.
         precision: ``float32``, ``bfloat16`` or ``float16`` compute (norm statistics stay float32).
         jit: compile the forward pass with XLA.
@@ -27,20 +41,13 @@ class ModelConfig:
 
     name: str = "iphone"
     path: Path | None = None
-    precision: str = "float32"
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
     jit: bool = True
-    threads: int = 0
-    batch_size: int = 4
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"precision must be float32, bfloat16 or float16, not {self.precision!r}")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+    threads: int = Field(0, ge=0)
+    batch_size: int = Field(4, ge=1)
 
 
-@dataclass(frozen=True)
-class EncodeConfig:
+class EncodeConfig(_Frozen):
     """How enhanced frames are encoded into parts.
 
     Attributes:
@@ -51,13 +58,29 @@ class EncodeConfig:
     """
 
     codec: str = "libx264"
-    crf: int = 18
+    crf: int = Field(18, ge=0, le=63)
     preset: str = "medium"
     lossless: bool = False
 
 
-@dataclass(frozen=True)
-class ChunkConfig:
+# Enhancer working memory per pixel of a chunk frame: the uint8 input, the float32 output
+# kept for the chunk's own frames, the quantised result, and decoding's copies.
+CHUNK_BYTES_PER_PIXEL = 20
+AUTO_CHUNK_LIMITS = (1, 256)
+
+
+def auto_chunk_frames(width: int, height: int, overlap: int) -> int:
+    """As many frames as fit the chunk memory budget (``NHANCE_CHUNK_MEMORY`` bytes, 2 GiB by
+    default) with their context, between 1 and 256: large chunks keep the share of redundant
+    context frames (2 x overlap per chunk) small, small frames allow them, and frames so large
+    that few fit (4K, 8K) get chunks of as few as one frame, so memory stays in the budget."""
+    budget = int(os.environ.get("NHANCE_CHUNK_MEMORY", 2 << 30))
+    frames = budget // max(1, width * height * CHUNK_BYTES_PER_PIXEL) - 2 * overlap
+    low, high = AUTO_CHUNK_LIMITS
+    return max(low, min(high, frames))
+
+
+class ChunkConfig(_Frozen):
     """How a video is split into chunks.
 
     Attributes:
@@ -66,38 +89,30 @@ class ChunkConfig:
         overlap: context frames decoded on each side of a chunk (clamped at the ends).
     """
 
-    chunk_frames: int = 0
-    overlap: int = DEFAULT_TEMPORAL_RADIUS
-
-    def __post_init__(self) -> None:
-        if self.chunk_frames < 0:
-            raise ValueError("chunk_frames must be >= 0 (0: sized to the frames)")
-        if self.overlap < 0:
-            raise ValueError("overlap must be >= 0")
+    chunk_frames: int = Field(0, ge=0)
+    overlap: int = Field(DEFAULT_TEMPORAL_RADIUS, ge=0)
 
     def frames_for(self, width: int, height: int) -> int:
         """The chunk size for frames of ``width`` x ``height``."""
         return self.chunk_frames or auto_chunk_frames(width, height, self.overlap)
 
 
-# Enhancer working memory per pixel of a chunk frame: the uint8 input, the float32 output
-# kept for the chunk's own frames, the quantised result, and decoding's copies.
-CHUNK_BYTES_PER_PIXEL = 20
-AUTO_CHUNK_LIMITS = (16, 256)
+class LimitsConfig(_Frozen):
+    """What the probe accepts: larger frames or longer videos fail with a clear error.
+
+    Attributes:
+        max_pixels: most pixels per frame (width x height).
+        max_frames: most frames per video.
+        task_seconds: a decode or encode task running longer than this is ended and retried
+            like any other failure (0: no limit).
+    """
+
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    max_frames: int = Field(DEFAULT_MAX_FRAMES, ge=1)
+    task_seconds: float = Field(900.0, ge=0)
 
 
-def auto_chunk_frames(width: int, height: int, overlap: int) -> int:
-    """As many frames as fit the chunk memory budget (``NHANCE_CHUNK_MEMORY`` bytes, 2 GiB by
-    default) with their context, between 16 and 256: large chunks keep the share of redundant
-    context frames (2 x overlap per chunk) small, small frames allow them."""
-    budget = int(os.environ.get("NHANCE_CHUNK_MEMORY", 2 << 30))
-    frames = budget // max(1, width * height * CHUNK_BYTES_PER_PIXEL) - 2 * overlap
-    low, high = AUTO_CHUNK_LIMITS
-    return max(low, min(high, frames))
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(_Frozen):
     """Where the work runs.
 
     Attributes:
@@ -108,19 +123,12 @@ class ClusterConfig:
     """
 
     address: str | None = None
-    workers: int = 0
-    gpus_per_worker: float = 1.0
-    max_retries: int = 2
-
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError("workers must be >= 0")
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+    workers: int = Field(0, ge=0)
+    gpus_per_worker: float = Field(1.0, gt=0)
+    max_retries: int = Field(2, ge=0)
 
 
-@dataclass(frozen=True)
-class RunConfig:
+class RunConfig(_Frozen):
     """One batch job: what to read, where to write, and how to process it.
 
     Attributes:
@@ -129,23 +137,109 @@ class RunConfig:
         output: the folder or prefix that receives ``<path relative to input>`` per video.
         temporal_radius: frames each side over which the per-frame gain is smoothed (0: off);
             ``chunk.overlap`` must be at least this.
+        previews: also write a browser-playable H.264 preview of each output under
+            ``OUTPUT/_nhance/preview/``.
         storage_options: fsspec options (credentials, endpoints), flat or keyed by protocol;
             never printed, logged or recorded.
     """
 
-    input: str
-    output: str
+    input: str = Field(min_length=1)
+    output: str = Field(min_length=1)
     model: ModelConfig = ModelConfig()
     chunk: ChunkConfig = ChunkConfig()
     encode: EncodeConfig = EncodeConfig()
     cluster: ClusterConfig = ClusterConfig()
-    temporal_radius: int = DEFAULT_TEMPORAL_RADIUS
-    storage_options: dict = field(default_factory=dict, repr=False, compare=False)
+    limits: LimitsConfig = LimitsConfig()
+    temporal_radius: int = Field(DEFAULT_TEMPORAL_RADIUS, ge=0)
+    previews: bool = False
+    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
 
-    def __post_init__(self) -> None:
-        if self.temporal_radius < 0:
-            raise ValueError("temporal_radius must be >= 0")
+    @model_validator(mode="after")
+    def _overlap_covers_radius(self) -> RunConfig:
         if self.chunk.overlap < self.temporal_radius:
             raise ValueError(f"overlap ({self.chunk.overlap}) must be at least the temporal "
                              f"radius ({self.temporal_radius}) so chunks see every frame the "
                              "smoothing uses")
+        return self
+
+
+class ConfigError(ValueError):
+    """Settings that do not make a valid job (the message says which and why)."""
+
+
+def parse_max_pixels(value: str | int | None) -> int | None:
+    """``--max-pixels``: a pixel count (``67108864``) or a frame size (``8192x8192``)."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).lower().replace(" ", "")
+    try:
+        if "x" in text:
+            width, height = text.split("x", 1)
+            return int(width) * int(height)
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"max pixels must be a count or WxH, not {value!r}") from None
+
+
+def error_text(exc: ValidationError) -> str:
+    """A pydantic validation error as one line per problem, naming the setting."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        message = err.get("msg", "invalid").removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
+def run_config(input: str, output: str, *, model: str = "iphone",
+               model_path: str | Path | None = None, precision: str | None = None,
+               jit: bool | None = None, chunk_frames: int = 0, overlap: int | None = None,
+               temporal_radius: int | None = None, lossless: bool = False,
+               codec: str | None = None, crf: int | None = None, preset: str | None = None,
+               address: str | None = None, workers: int = 0, max_retries: int = 2,
+               gpus_per_worker: float | None = None, threads: int = 0,
+               max_pixels: str | int | None = None, max_frames: int | None = None,
+               task_timeout: float | None = None, previews: bool = False,
+               storage_options: dict[str, Any] | None = None) -> RunConfig:
+    """The :class:`RunConfig` of a job from flat settings: the ``run`` options, the keys of a
+    job spec, the fields of the web form. ``None`` takes the default.
+
+    Raises:
+        ConfigError: a setting is invalid or settings contradict each other (the message
+            names them).
+    """
+    if lossless and (codec or crf is not None or preset):
+        raise ConfigError("--lossless cannot be combined with --codec, --crf or --preset")
+    radius = DEFAULT_TEMPORAL_RADIUS if temporal_radius is None else temporal_radius
+    if overlap is None:
+        overlap = radius
+    elif overlap < radius:
+        raise ConfigError(f"--overlap {overlap} is smaller than the temporal radius "
+                          f"{radius}: chunks must carry at least R context frames")
+    model_values: dict[str, Any] = {"name": model, "path": model_path, "threads": threads}
+    if precision is not None:
+        model_values["precision"] = precision
+    if jit is not None:
+        model_values["jit"] = jit
+    encode = {k: v for k, v in (("codec", codec), ("crf", crf), ("preset", preset))
+              if v is not None}
+    cluster: dict[str, Any] = {"address": address, "workers": workers,
+                               "max_retries": max_retries}
+    if gpus_per_worker is not None:
+        cluster["gpus_per_worker"] = float(gpus_per_worker)
+    limits: dict[str, Any] = {}
+    if max_pixels is not None:
+        limits["max_pixels"] = parse_max_pixels(max_pixels)
+    if max_frames is not None:
+        limits["max_frames"] = max_frames
+    if task_timeout is not None:
+        limits["task_seconds"] = task_timeout
+    try:
+        return RunConfig(
+            input=input, output=output, model=ModelConfig(**model_values),
+            chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap),
+            encode=EncodeConfig(**encode, lossless=lossless),
+            cluster=ClusterConfig(**cluster), limits=LimitsConfig(**limits),
+            temporal_radius=radius, previews=previews, storage_options=storage_options or {})
+    except ValidationError as exc:
+        raise ConfigError(error_text(exc)) from None

@@ -2,8 +2,9 @@
 
 The keys are the ``nhance-batch run`` options (``chunk_frames`` for ``--chunk-frames`` and so
 on), so ``nhance-batch run --spec SPEC`` on a laptop and ``nhance-batch submit SPEC`` to a
-cluster run the same job, and :meth:`JobSpec.to_run_config` builds the config through the
-command line's own :func:`~nhance_batch.cli.run.build_config`, so the two paths cannot disagree.
+cluster run the same job: :meth:`JobSpec.to_run_config` builds the config through
+:func:`nhance_batch.config.run_config`, the same function the command line uses, so the two
+paths cannot disagree.
 
 ::
 
@@ -21,37 +22,12 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-#: Top-level keys: name -> (accepted types, description for error messages).
-_INT, _STR, _BOOL, _NUM, _TABLE = (int,), (str,), (bool,), (int, float), (dict,)
-_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "input": (_STR, "a string"),
-    "output": (_STR, "a string"),
-    "model": (_STR, "a string"),
-    "model_path": (_STR, "a string"),
-    "chunk_frames": (_INT, "an integer"),
-    "overlap": (_INT, "an integer"),
-    "temporal_radius": (_INT, "an integer"),
-    "lossless": (_BOOL, "true or false"),
-    "codec": (_STR, "a string"),
-    "crf": (_INT, "an integer"),
-    "preset": (_STR, "a string"),
-    "workers": (_INT, "an integer"),
-    "max_retries": (_INT, "an integer"),
-    "storage_options": (_TABLE, "a table"),
-    "resources": (_TABLE, "a table"),
-}
-_RESOURCE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "gpus_per_worker": (_NUM, "a number"),
-}
-#: Inclusive lower (and upper) bounds of numeric keys.
-_RANGES: dict[str, tuple[float, float | None]] = {
-    "chunk_frames": (0, None), "overlap": (0, None), "temporal_radius": (0, None),
-    "crf": (0, 63), "workers": (0, None), "max_retries": (0, None),
-}
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nhance_batch.config import ConfigError, RunConfig, run_config
 
 
 class SpecError(ValueError):
@@ -62,8 +38,13 @@ def _is_url(value: str) -> bool:
     return "://" in value
 
 
-@dataclass(frozen=True)
-class JobSpec:
+class Resources(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    gpus_per_worker: float | None = Field(None, gt=0)
+
+
+class JobSpec(BaseModel):
     """One batch job: the ``nhance-batch run`` options as read from a spec file.
 
     Unset optional values (None) take the command's defaults. ``storage_options`` is passed
@@ -72,22 +53,33 @@ class JobSpec:
     relative to it.
     """
 
-    input: str
-    output: str
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    input: str = Field(min_length=1)
+    output: str = Field(min_length=1)
     model: str = "iphone"
     model_path: str | None = None
-    chunk_frames: int = 0
-    overlap: int | None = None
-    temporal_radius: int | None = None
+    precision: Literal["float32", "bfloat16", "float16"] | None = None
+    chunk_frames: int = Field(0, ge=0)
+    overlap: int | None = Field(None, ge=0)
+    temporal_radius: int | None = Field(None, ge=0)
     lossless: bool = False
     codec: str | None = None
-    crf: int | None = None
+    crf: int | None = Field(None, ge=0, le=63)
     preset: str | None = None
-    workers: int = 0
-    max_retries: int = 2
-    gpus_per_worker: float | None = None
-    storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
-    base_dir: str | None = field(default=None, compare=False)
+    previews: bool = False
+    max_pixels: int | str | None = None
+    max_frames: int | None = Field(None, ge=1)
+    task_timeout: float | None = Field(None, ge=0)
+    workers: int = Field(0, ge=0)
+    max_retries: int = Field(2, ge=0)
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Resources()
+    base_dir: str | None = Field(None, exclude=True)
+
+    @property
+    def gpus_per_worker(self) -> float | None:
+        return self.resources.gpus_per_worker
 
     # -- paths -------------------------------------------------------------------------
     def resolve(self, value: str) -> str:
@@ -103,90 +95,87 @@ class JobSpec:
                 if getattr(self, key) and not _is_url(getattr(self, key))
                 and not os.path.isabs(getattr(self, key))]
 
-    # -- to the command line's config ----------------------------------------------------
-    def cli_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`nhance_batch.cli.run.build_config` for this spec."""
-        return {
-            "model_name": self.model,
-            "model_path": Path(self.resolve(self.model_path)) if self.model_path else None,
-            "chunk_frames": self.chunk_frames, "overlap": self.overlap,
-            "temporal_radius": self.temporal_radius, "lossless": self.lossless,
-            "codec": self.codec, "crf": self.crf, "preset": self.preset,
-            "address": None, "workers": self.workers, "max_retries": self.max_retries,
-            "gpus_per_worker": self.gpus_per_worker,
-        }
+    # -- to the job's config -----------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`nhance_batch.config.run_config` for this spec."""
+        values = self.model_dump(exclude={"input", "output", "resources", "base_dir"})
+        values["model_path"] = (Path(self.resolve(self.model_path)) if self.model_path
+                                else None)
+        values["gpus_per_worker"] = self.gpus_per_worker
+        values["storage_options"] = dict(self.storage_options)
+        return values
 
-    def to_run_config(self, **overrides: Any):
+    def to_run_config(self, **overrides: Any) -> RunConfig:
         """The :class:`~nhance_batch.config.RunConfig` of this job, built exactly as
         ``nhance-batch run`` builds it from the same options. ``overrides`` (``input``,
-        ``output`` or any ``build_config`` keyword) win over the spec's values."""
-        import dataclasses
-        import inspect
-        import json
-
-        import click
-
-        from nhance_batch.cli.run import build_config
-        from nhance_batch.config import RunConfig
-
-        kwargs = self.cli_kwargs()
-        takes_storage = "storage_options" in inspect.signature(build_config).parameters
-        if takes_storage:
-            # as --storage-options JSON, so the command's parsing (and log redaction) applies
-            kwargs["storage_options"] = (json.dumps(self.storage_options)
-                                         if self.storage_options else None)
+        ``output`` or any :func:`~nhance_batch.config.run_config` keyword) win over the
+        spec's values."""
+        values = self.settings()
         input_spec = overrides.pop("input", None) or self.resolve(self.input)
         output = overrides.pop("output", None) or self.resolve(self.output)
-        kwargs.update(overrides)
+        values.update(overrides)
         try:
-            config = build_config(input_spec, output, **kwargs)
-        except (click.UsageError, ValueError) as exc:
-            message = exc.format_message() if isinstance(exc, click.UsageError) else str(exc)
-            raise SpecError(f"{self._where()}{message}") from exc
-        if self.storage_options and not takes_storage and "storage_options" in {
-                f.name for f in dataclasses.fields(RunConfig)}:
-            config = dataclasses.replace(config, storage_options=dict(self.storage_options))
-        return config
+            return run_config(input_spec, output, **values)
+        except ConfigError as exc:
+            raise SpecError(f"{self._where()}{exc}") from exc
 
     def _where(self) -> str:
         return f"job spec in {self.base_dir}: " if self.base_dir else "job spec: "
 
 
+_WANTED = {"int": "an integer", "bool": "true or false", "string": "a string",
+           "float": "a number", "dict": "a table", "model": "a table", "literal": "one of"}
+
+
+def _explain(error: dict[str, Any], source: str) -> str:
+    """One pydantic error as a sentence naming the key."""
+    loc = [str(p) for p in error.get("loc", ()) if not str(p).startswith(("function-", "lax-"))]
+    # unions report each alternative's type in the location (``int``, ``str``): drop them
+    loc = [p for p in loc if p not in ("int", "str", "float", "bool", "none", "literal[...]")]
+    key = ".".join(loc)
+    kind = error.get("type", "")
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        known = (Resources.model_fields if loc[:1] == ["resources"] else
+                 {k for k in JobSpec.model_fields if k != "base_dir"})
+        close = difflib.get_close_matches(loc[-1], list(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"{source}: unknown key '{key}'{hint}; known keys: "
+                f"{', '.join(sorted(known))}")
+    if kind == "missing":
+        return f"{source}: {key!r} is required"
+    ctx = error.get("ctx") or {}
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than"):
+        field = JobSpec.model_fields.get(loc[-1]) or Resources.model_fields.get(loc[-1])
+        bounds = {type(m).__name__: m for m in (field.metadata if field else [])}
+        if "Ge" in bounds and "Le" in bounds:
+            wanted = f"between {bounds['Ge'].ge} and {bounds['Le'].le}"
+        elif "Gt" in bounds:
+            wanted = f"> {bounds['Gt'].gt}"
+        else:
+            wanted = f">= {ctx.get('ge', ctx.get('le'))}" if "ge" in ctx else f"<= {ctx['le']}"
+        return f"{source}: {key} must be {wanted}, not {value!r}"
+    if kind == "string_too_short":
+        return f"{source}: {key!r} must not be empty"
+    base = kind.split("_")[0]
+    wanted = _WANTED.get(base)
+    if kind == "literal_error":
+        return f"{source}: {key} must be {ctx.get('expected')}, not {value!r}"
+    if wanted:
+        return f"{source}: {key} must be {wanted}, not {type(value).__name__} {value!r}"
+    return f"{source}: {key}: {error.get('msg')}"
+
+
 def parse_spec(data: dict[str, Any], *, source: str = "job spec",
                base_dir: str | None = None) -> JobSpec:
     """Validate a spec's parsed TOML (unknown keys, types, ranges) into a :class:`JobSpec`."""
-    def check(table: dict[str, Any], known: dict, where: str) -> None:
-        for key, value in table.items():
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise SpecError(f"{source}: unknown key '{where}{key}'{hint}; known keys: "
-                                f"{', '.join(sorted(known))}")
-            types, wanted = known[key]
-            if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-                raise SpecError(f"{source}: {where}{key} must be {wanted}, not "
-                                f"{type(value).__name__} {value!r}")
-            if key in _RANGES:
-                low, high = _RANGES[key]
-                if value < low or (high is not None and value > high):
-                    bounds = f">= {low}" if high is None else f"between {low} and {high}"
-                    raise SpecError(f"{source}: {where}{key} must be {bounds}, not {value!r}")
-
-    check(data, _KEYS, "")
-    resources = data.get("resources", {})
-    check(resources, _RESOURCE_KEYS, "resources.")
-    for key in ("input", "output"):
-        if not data.get(key):
-            raise SpecError(f"{source}: {key!r} is required")
-    gpus = resources.get("gpus_per_worker")
-    if gpus is not None and gpus <= 0:
-        raise SpecError(f"{source}: resources.gpus_per_worker must be > 0, not {gpus!r}")
-    values = {k: v for k, v in data.items() if k != "resources"}
-    if gpus is not None:
-        values["gpus_per_worker"] = float(gpus)
-    known = {f.name for f in fields(JobSpec)}
-    assert set(values) <= known, set(values) - known
-    return JobSpec(**values, base_dir=base_dir)
+    if "base_dir" in data:
+        raise SpecError(f"{source}: unknown key 'base_dir'")
+    try:
+        return JobSpec(**data, base_dir=base_dir)
+    except ValidationError as exc:
+        raise SpecError("; ".join(dict.fromkeys(_explain(e, source)
+                                                for e in exc.errors()))) from None
 
 
 def load_spec(path: str | os.PathLike[str]) -> JobSpec:

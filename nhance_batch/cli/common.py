@@ -39,11 +39,12 @@ def config_errors(fn):
 def load_job_manifest(output: str, manifest: str | None, options: dict):
     """The manifest of the job in OUTPUT (or at ``manifest``); exits 2 when there is none or
     it cannot be read."""
+    from nhance_batch.state.jobstate import read_manifest
+    from nhance_batch.state.layout import JobLayout
     from nhance_batch.state.manifest import ManifestError
-    from nhance_batch.pipeline.driver import manifest_url, read_manifest
     from nhance_batch.storage import StorageError
 
-    path = manifest_url(output, manifest)
+    path = JobLayout.create(output, output, options, manifest=manifest).manifest
     try:
         recorded = read_manifest(path, options)
     except (ManifestError, StorageError) as exc:

@@ -63,6 +63,16 @@ def run_options(fn):
                      default=None,
                      help="GPUs each enhancer actor reserves on a cluster with GPUs; a "
                           "fraction (0.5) puts several actors on one GPU [default: 1]."),
+        click.option("--previews", is_flag=True,
+                     help="Also write a browser-playable H.264 preview of each output under "
+                          "OUTPUT/_nhance/preview/."),
+        click.option("--max-pixels", default=None, metavar="WxH|N",
+                     help="Refuse videos whose frames have more pixels [default: 8192x8192]."),
+        click.option("--max-frames", type=click.IntRange(min=1), default=None,
+                     help="Refuse videos of more frames [default: 10000000]."),
+        click.option("--task-timeout", type=click.FloatRange(min=0), default=None,
+                     help="Seconds after which a hung decode or encode task is ended and "
+                          "retried (0: no limit) [default: 900]."),
         storage_option,
         click.option("--executor", type=click.Choice(["ray", "sequential"]), default="ray",
                      help="Run on Ray, or everything in this process, one chunk at a time."),
@@ -82,73 +92,43 @@ def run_options(fn):
     return fn
 
 
-def build_config(input_spec: str, output: str, *, model_name, model_path, chunk_frames, overlap,
-                 temporal_radius, lossless, codec, crf, preset, address, workers, max_retries,
-                 gpus_per_worker=None, storage_options=None, threads=0, **_ignored):
-    """The frozen RunConfig from the command line's values (usage errors -> BadParameter)."""
-    from nhance_batch.config import (DEFAULT_TEMPORAL_RADIUS, ChunkConfig, ClusterConfig,
-                                     EncodeConfig, ModelConfig, RunConfig)
+def build_config(input_spec: str, output: str, *, model_name="iphone", storage_options=None,
+                 **options):
+    """The RunConfig from the command line's values (bad values -> a usage error)."""
+    from nhance_batch.config import ConfigError, run_config
 
-    if lossless and (codec or crf is not None or preset):
-        raise click.UsageError("--lossless cannot be combined with --codec, --crf or --preset")
-    radius = DEFAULT_TEMPORAL_RADIUS if temporal_radius is None else temporal_radius
-    if overlap is None:
-        overlap = radius
-    elif overlap < radius:
-        raise click.UsageError(f"--overlap {overlap} is smaller than the temporal radius "
-                               f"{radius}: chunks must carry at least R context frames")
-    encode_defaults = EncodeConfig()
-    return RunConfig(
-        input=input_spec, output=output,
-        model=ModelConfig(name=model_name, path=model_path, threads=threads),
-        chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap),
-        encode=EncodeConfig(codec=codec or encode_defaults.codec,
-                            crf=encode_defaults.crf if crf is None else crf,
-                            preset=preset or encode_defaults.preset, lossless=lossless),
-        cluster=ClusterConfig(address=address, workers=workers, max_retries=max_retries,
-                              **({} if gpus_per_worker is None
-                                 else {"gpus_per_worker": float(gpus_per_worker)})),
-        temporal_radius=radius,
-        storage_options=storage_options if isinstance(storage_options, dict)
-        else parse_storage(storage_options))
+    options = {k: v for k, v in options.items() if k in _SETTINGS}
+    try:
+        return run_config(input_spec, output, model=model_name,
+                          storage_options=storage_options if isinstance(storage_options, dict)
+                          else parse_storage(storage_options), **options)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+#: the options that are job settings (the keywords of nhance_batch.config.run_config)
+_SETTINGS = frozenset({
+    "model_path", "precision", "jit", "chunk_frames", "overlap", "temporal_radius",
+    "lossless", "codec", "crf", "preset", "address", "workers", "max_retries",
+    "gpus_per_worker", "threads", "max_pixels", "max_frames", "task_timeout", "previews"})
 
 
 def execute(config, *, executor_name: str, manifest: str | None, force: bool, keep_parts: bool,
             summary_json: Path | None) -> None:
     """Run the job and exit with 0 (all done), 1 (some failed) or 2 (configuration)."""
-    from nhance_batch.state.lease import LeaseError
-    from nhance_batch.pipeline.driver import Driver, JobConfigMismatch
-    from nhance_batch.pipeline.executor import WorkerStartError
+    from nhance_batch.pipeline.job import configuration_errors, run_job
     from nhance_batch.pipeline.progress import RichReporter, print_summary
-    from nhance_batch.model.registry import ModelError, resolve
 
-    try:
-        resolve(config.model.name, config.model.path)  # fail fast, before any cluster work
-    except ModelError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT) from exc
-    if executor_name == "sequential":
-        from nhance_batch.pipeline.executor import SequentialExecutor
-
-        executor = SequentialExecutor(config.model)
-    else:
-        from nhance_batch.pipeline.ray_executor import RayExecutor
-
-        executor = RayExecutor(config.model, config.cluster)
     reporter = RichReporter()
-    driver = Driver(config, executor, reporter=reporter, manifest_path=manifest, force=force,
-                    keep_parts=keep_parts)
     try:
-        executor.start()
-        summary = driver.run()
-    except (JobConfigMismatch, LeaseError, FileNotFoundError, WorkerStartError) as exc:
+        summary = run_job(config, executor=executor_name, manifest=manifest, force=force,
+                          keep_parts=keep_parts, reporter=reporter)
+    except configuration_errors() as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from exc
     except KeyboardInterrupt:
         click.echo("interrupted: finished chunks are recorded; run again to resume", err=True)
         raise SystemExit(130) from None
-    finally:
-        executor.shutdown()
     print_summary(summary, reporter.console)
     if summary_json:
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2, default=str))
@@ -163,9 +143,14 @@ def _config_from_spec(spec_path: Path, input_spec: str | None, output: str | Non
     from nhance_batch.jobspec import SpecError, load_spec
 
     ctx = click.get_current_context()
-    explicit = {name: value for name, value in options.items()
+    explicit = {("model" if name == "model_name" else name): value
+                for name, value in options.items()
                 if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
                                                       ParameterSource.ENVIRONMENT)}
+    if "storage_options" in explicit:
+        explicit["storage_options"] = parse_storage(explicit["storage_options"])
+    explicit = {k: v for k, v in explicit.items()
+                if k in _SETTINGS or k in ("model", "storage_options")}
     try:
         return load_spec(spec_path).to_run_config(input=input_spec, output=output, **explicit)
     except SpecError as exc:
@@ -196,10 +181,7 @@ def run(input_spec: str | None, output: str | None, spec_path: Path | None, exec
     else:
         if input_spec is None or output is None:
             raise click.UsageError("give INPUT and OUTPUT, or a job spec with --spec SPEC")
-        try:
-            config = build_config(input_spec, output, **options)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
+        config = build_config(input_spec, output, **options)
     execute(config, executor_name=executor, manifest=manifest, force=force,
             keep_parts=keep_parts, summary_json=summary_json)
 
@@ -214,6 +196,10 @@ def run(input_spec: str | None, output: str | None, spec_path: Path | None, exec
               help="Enhancer actors (0: one per GPU, or one on a CPU-only machine).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=2,
               help="Retries of a failed chunk within a run.")
+@click.option("--threads", type=click.IntRange(min=0), default=0,
+              help="Math threads per CPU enhancer actor (0: its share of the cores).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="GPUs each enhancer actor reserves [default: 1].")
 @click.option("--executor", type=click.Choice(["ray", "sequential"]), default="ray",
               help="Run on Ray, or everything in this process.")
 @click.option("--force", is_flag=True, help="Take over from another live driver.")
@@ -221,21 +207,24 @@ def run(input_spec: str | None, output: str | None, spec_path: Path | None, exec
 @click.option("--summary-json", type=click.Path(path_type=Path), default=None,
               help="Also write the run's summary as JSON to this file.")
 @storage_option
-def resume(output: str, manifest, address, workers, max_retries, executor, force, keep_parts,
-           summary_json, storage_options) -> None:
+def resume(output: str, manifest, address, workers, max_retries, threads, gpus_per_worker,
+           executor, force, keep_parts, summary_json, storage_options) -> None:
     """Resume the job in OUTPUT with the input and settings its manifest recorded: committed
     chunks whose parts still verify are kept, the rest is redone, missing videos assembled."""
     options = parse_storage(storage_options)
     job = load_job_manifest(output, manifest, options).job
     encode = job["encode"]
+    lossless = encode["lossless"]
     config = build_config(
         job["input"], output, model_name=job["model"],
         model_path=Path(job["model_path"]) if job.get("model_path") else None,
+        precision=job.get("precision"),
         chunk_frames=job["chunk_frames"], overlap=job["overlap"],
-        temporal_radius=job["temporal_radius"], lossless=encode["lossless"],
-        codec=None if encode["lossless"] else encode["codec"],
-        crf=None if encode["lossless"] else encode["crf"],
-        preset=None if encode["lossless"] else encode["preset"],
-        address=address, workers=workers, max_retries=max_retries, storage_options=options)
+        temporal_radius=job["temporal_radius"], lossless=lossless,
+        codec=None if lossless else encode["codec"],
+        crf=None if lossless else encode["crf"],
+        preset=None if lossless else encode["preset"],
+        address=address, workers=workers, max_retries=max_retries, threads=threads,
+        gpus_per_worker=gpus_per_worker, storage_options=options)
     execute(config, executor_name=executor, manifest=manifest, force=force,
             keep_parts=keep_parts, summary_json=summary_json)

@@ -6,16 +6,8 @@ import json
 
 import click
 
-from nhance_batch.cli.common import load_job_manifest
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT
 from nhance_batch.cli.run import parse_storage, storage_option
-
-
-def _driver_alive(output: str, options: dict) -> bool:
-    from nhance_batch import storage
-    from nhance_batch.state.lease import live_holder
-    from nhance_batch.pipeline.driver import STATE_DIR
-
-    return live_holder(storage.join(output, STATE_DIR, "lease.json"), options) is not None
 
 
 @click.command("status")
@@ -27,22 +19,27 @@ def _driver_alive(output: str, options: dict) -> bool:
 def status(output: str, manifest: str | None, as_json: bool, storage_options: str | None) -> None:
     """Per video: status (pending, running, done, failed), chunks done/total, frames, error;
     and the job's progress and ETA. Exit code 2 when OUTPUT holds no job."""
-    from nhance_batch.state.manifest import summarize_for_status
+    from nhance_batch.state.manifest import ManifestError
+    from nhance_batch.state.status import status_document
+    from nhance_batch.storage import StorageError
 
     options = parse_storage(storage_options)
-    report = summarize_for_status(load_job_manifest(output, manifest, options))
-    alive = _driver_alive(output, options)
-    report["driver_alive"] = alive
-    if not alive:  # a driver that died mid-run left "running" rows: nothing runs them now
-        for video in report["videos"]:
-            if video["status"] == "running":
-                video["status"] = "pending"
+    try:
+        report = status_document(output, manifest, options)
+    except (ManifestError, StorageError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from exc
+    if report is None:
+        click.echo(f"error: no job manifest in {output}; start one with `nhance-batch run`",
+                   err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
+    alive = report["driver_alive"]
     progress = report["progress"]
     table = Table(title=f"{output}: {progress['videos_done']}/{progress['videos_total']} videos "
                         f"done, {progress['videos_failed']} failed")

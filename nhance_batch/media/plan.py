@@ -67,3 +67,57 @@ def plan_chunks(frame_count: int, chunk_frames: int, overlap: int) -> tuple[Chun
             )
         )
     return tuple(chunks)
+
+
+class PtsWindow:
+    """A video's frame timestamps as one chunk needs them: the chunk's decoding window in
+    full, plus the few earlier points its decoder may seek to (1, 2, 4, ... frames before
+    the window, and frame 0) and the last frame's. Indexing is by the video's frame number,
+    like the full tuple it stands for (``len`` is the video's frame count), so a chunk task
+    carries O(chunk + log(video)) timestamps instead of the whole video's.
+    """
+
+    __slots__ = ("length", "offset", "window", "points")
+
+    def __init__(self, pts: tuple[int, ...] | list[int], lo: int, hi: int) -> None:
+        self.length = len(pts)
+        self.offset = lo
+        self.window = tuple(pts[lo:hi])
+        points = {0: pts[0], self.length - 1: pts[-1]} if self.length else {}
+        back = 1
+        while lo - back > 0:
+            points[lo - back] = pts[lo - back]
+            back *= 2
+        self.points = points
+
+    def __getstate__(self):
+        return (self.length, self.offset, self.window, self.points)
+
+    def __setstate__(self, state):
+        self.length, self.offset, self.window, self.points = state
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.length)
+            if step != 1 or start < self.offset or stop > self.offset + len(self.window):
+                raise IndexError(f"frames [{start}, {stop}) are outside this chunk's window "
+                                 f"[{self.offset}, {self.offset + len(self.window)})")
+            return self.window[start - self.offset:stop - self.offset]
+        index = key + self.length if key < 0 else key
+        if self.offset <= index < self.offset + len(self.window):
+            return self.window[index - self.offset]
+        try:
+            return self.points[index]
+        except KeyError:
+            raise IndexError(f"frame {key} is not among this chunk's timestamps") from None
+
+
+def chunk_info(info, chunk: Chunk):
+    """``info`` (a :class:`~nhance_batch.media.probe.VideoInfo`) with only the timestamps
+    that decoding and encoding ``chunk`` use (:class:`PtsWindow`)."""
+    import dataclasses
+
+    return dataclasses.replace(info, pts=PtsWindow(info.pts, chunk.ctx_start, chunk.ctx_end))

@@ -104,16 +104,22 @@ class VideoInfo:
         return self.bit_depth > 8
 
 
-def probe(path: str | os.PathLike[str]) -> VideoInfo:
+def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
+          max_frames: int | None = None) -> VideoInfo:
     """Probe ``path`` with PyAV.
 
     Frame timestamps and the frame count come from a demux pass over the video
     packets (sorted, so B-frame reordering is handled), never from the header.
     Only the first frame is decoded, to read its display matrix.
 
+    Args:
+        max_pixels: refuse frames of more pixels (checked from the header, before anything
+            is decoded).
+        max_frames: refuse videos of more frames (checked while demuxing, which stops there).
+
     Raises:
         MediaError: not a readable video (no file, empty, not media, playlist or
-            script, no video stream, no frames, packets without timestamps).
+            script, no video stream, no frames, packets without timestamps), or over a limit.
     """
     import av
 
@@ -129,9 +135,13 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         if not pix_fmt or not cc.width or not cc.height:
             raise MediaError(spath, "video stream has no picture size or pixel format")
         bit_depth = max(c.bits for c in av.VideoFormat(pix_fmt).components)
+        if max_pixels is not None and cc.width * cc.height > max_pixels:
+            raise MediaError(spath, f"frames of {cc.width}x{cc.height} "
+                                    f"({cc.width * cc.height:,} pixels) exceed the limit of "
+                                    f"{max_pixels:,} pixels (--max-pixels)")
 
         try:
-            pts, first_frame = _scan_packets(spath, container, stream)
+            pts, first_frame = _scan_packets(spath, container, stream, max_frames)
         except av.FFmpegError as exc:
             raise MediaError(spath, f"cannot read video packets ({_ffmpeg_reason(exc)})") from None
 
@@ -180,7 +190,7 @@ def _main_video_stream(streams: Any) -> VideoStream | None:
 
 
 def _scan_packets(
-    path: str, container: Any, stream: VideoStream
+    path: str, container: Any, stream: VideoStream, max_frames: int | None = None
 ) -> tuple[tuple[int, ...], VideoFrame | None]:
     """Collect every video packet's PTS; decode just until the first frame comes out."""
     pts: list[int] = []
@@ -196,6 +206,9 @@ def _scan_packets(
         if packet.pts is None:
             raise MediaError(path, "video packets without timestamps are not supported")
         pts.append(packet.pts)
+        if max_frames is not None and len(pts) > max_frames:
+            raise MediaError(path, f"the video has more than {max_frames:,} frames, the limit "
+                                   "(--max-frames)")
     if first_frame is None and pts:
         frames = _decode_quietly(stream, None)
         first_frame = frames[0] if frames else None

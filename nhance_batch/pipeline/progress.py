@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from nhance_batch.pipeline.driver import JobSummary
+    from nhance_batch.pipeline.summary import JobSummary
 
 
 class Reporter(Protocol):

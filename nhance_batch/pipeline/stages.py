@@ -82,8 +82,22 @@ def warm_up() -> bool:
 
 
 @dataclass(frozen=True)
+class ProbeTask:
+    """A video to probe, and what the job accepts (larger frames or more frames fail)."""
+
+    source: Source
+    max_pixels: int
+    max_frames: int
+
+
+@dataclass(frozen=True)
 class ChunkTask:
-    """One chunk of one video: what to decode, how to process it, where its part goes."""
+    """One chunk of one video: what to decode, how to process it, where its part goes.
+
+    ``info`` carries the timestamps of the chunk's own window only (and a few seek points
+    before it, :func:`nhance_batch.media.chunk_info`), so a task's size does not grow with
+    the video's length. ``output_options`` are the options of the part's store.
+    """
 
     video: int
     source: Source
@@ -93,6 +107,7 @@ class ChunkTask:
     temporal_radius: int
     encode: EncodeConfig
     attempt: int = 1
+    output_options: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,8 @@ class AssembleTask:
     dest: str            # then moved or uploaded here: it appears only when complete
     encode: EncodeConfig
     container: str | None = None
+    output_options: dict = field(default_factory=dict, repr=False)  # dest's and parts' store
+    preview: str | None = None  # where a browser-playable preview goes (run --previews)
 
 
 @dataclass(frozen=True)
@@ -154,20 +171,25 @@ class AssembleResult:
     dest: str | None = None
     bytes: int = 0
     seconds: float = 0.0
+    preview: str | None = None
+    metrics: dict | None = None
+    note: str | None = None  # something to tell about a committed video (not a failure)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def probe_stage(source: Source) -> VideoInfo | Failure:
-    """Probe ``source``; a file that is not a readable, safe video becomes a Failure."""
+def probe_stage(task: ProbeTask) -> VideoInfo | Failure:
+    """Probe a video; a file that is not a readable, safe video, or one larger than the job's
+    limits, becomes a Failure."""
     from nhance_batch.media import MediaError, probe
 
+    source = task.source
     try:
         with source.local() as path:
             try:
-                info = probe(path)
+                info = probe(path, max_pixels=task.max_pixels, max_frames=task.max_frames)
             except MediaError as exc:
                 raise MediaError(source.url, exc.reason) from None
     except Exception as exc:  # noqa: BLE001 - failures are data
@@ -283,7 +305,7 @@ def encode_stage(task: ChunkTask, enhanced: Enhanced | Failure) -> ChunkResult:
     from nhance_batch.media import encode_part
     from nhance_batch.storage import upload
 
-    options = task.source.storage_options
+    options = task.output_options
     start = time.perf_counter()
     tmp = _scratch_file(task.part, os.path.splitext(task.part)[1])
     try:
@@ -310,7 +332,7 @@ def assemble_stage(task: AssembleTask) -> AssembleResult:
     from nhance_batch.media import MediaError, assemble
     from nhance_batch.storage import download, is_local_url, local_path, upload
 
-    options = task.source.storage_options
+    options = task.output_options
     start = time.perf_counter()
     suffix = os.path.splitext(task.dest)[1]
     scratch = task.scratch or _scratch_file(task.dest, suffix)
@@ -341,8 +363,4 @@ def assemble_stage(task: AssembleTask) -> AssembleResult:
     return AssembleResult(task.video, dest=task.dest, bytes=size,
                           seconds=time.perf_counter() - start)
 
-
-def rate(frames: int, seconds: float) -> float:
-    """Frames per second, 0 when nothing was timed."""
-    return frames / seconds if seconds > 0 else 0.0
 

@@ -66,6 +66,9 @@ class VideoRecord:
     added_flicker: float | None = None
     model_flicker: float | None = None
     output_bytes: int | None = None
+    output_name: str | None = None  # the key under OUTPUT, decided at plan time
+    preview: str | None = None      # the browser-playable preview (run --previews)
+    metrics: dict[str, Any] | None = None  # before/after quality metrics (stored as JSON)
     chunks: list[ChunkRecord] = field(default_factory=list)
 
 
@@ -79,6 +82,8 @@ class RunRecord:
     host: str | None = None
     pid: int | None = None
     status: str = RUNNING
+    #: how the enhancer ran in this run (path, batch, precision), when known
+    enhancer: dict[str, Any] | None = None
 
 
 SCHEMA_VERSION = 1
@@ -87,6 +92,7 @@ SCHEMA_VERSION = 1
 _META_JOB = b"nhance.job"
 _META_RUNS = b"nhance.runs"
 _META_VERSION = b"nhance.schema_version"
+_META_JOURNAL = b"nhance.journal_segment"
 
 _GAINS = pa.list_(pa.field("element", pa.float64()))  # Parquet's standard element name
 
@@ -131,6 +137,9 @@ SCHEMA = pa.schema(
         pa.field("added_flicker", pa.float64()),
         pa.field("model_flicker", pa.float64()),
         pa.field("output_bytes", pa.int64()),
+        pa.field("output_name", pa.string()),
+        pa.field("preview", pa.string()),
+        pa.field("metrics", pa.string()),
         pa.field("chunks", pa.list_(pa.field("element", CHUNK_TYPE, nullable=False))),
     ]
 )
@@ -170,6 +179,8 @@ class Manifest:
     job: dict[str, Any]
     videos: list[VideoRecord] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
+    #: the last journal segment folded into this manifest (nhance_batch.state.journal)
+    journal_segment: int = 0
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     _indexed: int = field(default=0, init=False, repr=False, compare=False)
     _last: VideoRecord | None = field(default=None, init=False, repr=False, compare=False)
@@ -202,6 +213,14 @@ class Manifest:
         i = self._index.get(relative)
         return None if i is None else videos[i]
 
+    def position(self, relative: str) -> int | None:
+        """The index in ``videos`` of the video at ``relative``, or None."""
+        record = self.video(relative)
+        if record is None:
+            return None
+        i = self._index.get(relative)
+        return i if i is not None and self.videos[i] is record else self.videos.index(record)
+
     def reindex(self) -> None:
         """Rebuild the look-up index of :meth:`video` from ``videos``."""
         self._index = {}
@@ -222,12 +241,15 @@ class Manifest:
         rows = []
         for v in self.videos:
             row = {name: getattr(v, name) for name in _VIDEO_FIELDS if name != "chunks"}
+            if v.metrics is not None:
+                row["metrics"] = json.dumps(v.metrics, sort_keys=True)
             row["chunks"] = [{name: getattr(c, name) for name in _CHUNK_FIELDS} for c in v.chunks]
             rows.append(row)
         metadata = {
             _META_VERSION: str(SCHEMA_VERSION).encode(),
             _META_JOB: json.dumps(self.job, sort_keys=True).encode(),
             _META_RUNS: json.dumps([asdict(r) for r in self.runs]).encode(),
+            _META_JOURNAL: str(self.journal_segment).encode(),
         }
         schema = SCHEMA.with_metadata(metadata)
         return pa.Table.from_pylist(rows, schema=schema)
@@ -247,6 +269,7 @@ class Manifest:
             version = int(meta[_META_VERSION])
             job = json.loads(meta.get(_META_JOB, b"{}"))
             runs_raw = json.loads(meta.get(_META_RUNS, b"[]"))
+            journal_segment = int(meta.get(_META_JOURNAL, b"0"))
         except ValueError as exc:
             raise ManifestError(f"corrupt nhance manifest metadata: {exc}") from exc
         if version > SCHEMA_VERSION:
@@ -264,6 +287,8 @@ class Manifest:
             videos = []
             for row in table.to_pylist():
                 known = {k: row[k] for k in _VIDEO_FIELDS if k in row and k != "chunks"}
+                if known.get("metrics") is not None:
+                    known["metrics"] = json.loads(known["metrics"])
                 chunks = [
                     ChunkRecord(**{k: c[k] for k in _CHUNK_FIELDS if k in c})
                     for c in (row.get("chunks") or [])
@@ -271,7 +296,7 @@ class Manifest:
                 videos.append(VideoRecord(**known, chunks=chunks))
         except (TypeError, KeyError) as exc:
             raise ManifestError(f"malformed nhance manifest: {exc}") from exc
-        return cls(job=job, videos=videos, runs=runs)
+        return cls(job=job, videos=videos, runs=runs, journal_segment=journal_segment)
 
 
 def _is_local(fs: Any) -> bool:
@@ -439,6 +464,8 @@ def summarize_for_status(manifest: Manifest, now: datetime | None = None) -> dic
                 "chunks_done": len(done_chunks),
                 "chunks_total": len(v.chunks),
                 "added_flicker": v.added_flicker,
+                "metrics": v.metrics,
+                "preview": v.preview,
                 "chunks": [
                     {
                         "index": c.index,

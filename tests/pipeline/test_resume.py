@@ -27,7 +27,7 @@ SETTINGS = ["--lossless", "--chunk-frames", "5", "--overlap", "2", "--temporal-r
 
 
 def config_for(inp, out) -> RunConfig:
-    return RunConfig(input=str(inp), output=str(out), chunk=ChunkConfig(5, 2),
+    return RunConfig(input=str(inp), output=str(out), chunk=ChunkConfig(chunk_frames=5, overlap=2),
                      encode=EncodeConfig(lossless=True), temporal_radius=2)
 
 

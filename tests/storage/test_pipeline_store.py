@@ -18,7 +18,7 @@ import pytest
 
 from nhance_batch import storage
 from nhance_batch.state.manifest import DONE
-from nhance_batch.pipeline.driver import read_manifest
+from nhance_batch.state.jobstate import read_manifest
 from tests.media.makemedia import make_video
 from tests.pipeline.conftest import assert_plays_like
 

@@ -1,0 +1,70 @@
+"""What a run reports when it ends: per video, per stage, and the job's throughput curve."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from nhance_batch.state.manifest import FAILED
+
+
+def rate(frames: int, seconds: float) -> float:
+    """Frames per second, 0 when nothing was timed."""
+    return frames / seconds if seconds > 0 else 0.0
+
+
+@dataclass
+class StageTotals:
+    """Frames and seconds per stage, summed over the chunks a run computed."""
+
+    frames: dict[str, int] = field(default_factory=lambda: {"decode": 0, "enhance": 0,
+                                                            "encode": 0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "enhance": 0.0,
+                                                               "encode": 0.0})
+
+    def add(self, stage: str, frames: int, seconds: float) -> None:
+        self.frames[stage] += frames
+        self.seconds[stage] += seconds
+
+    def fps(self) -> dict[str, float]:
+        return {k: rate(self.frames[k], self.seconds[k]) for k in self.frames}
+
+
+@dataclass
+class VideoSummary:
+    input: str
+    output: str | None
+    status: str
+    frames: int
+    seconds: float
+    fps: float
+    added_flicker: float | None
+    model_flicker: float | None
+    error: str | None
+    note: str | None
+
+
+@dataclass
+class JobSummary:
+    run: int
+    videos: list[VideoSummary]
+    stage_fps: dict[str, float]
+    seconds: float
+    frames: int
+    chunks_computed: int
+    chunks_skipped: int
+    #: ``(seconds since the run started, output frames committed so far)`` after each chunk
+    #: this run computed: the job's throughput curve (start-up, steady state, tail).
+    progress: list[tuple[float, int]] = field(default_factory=list)
+    #: how the run ended: ``done``, ``failed`` (some videos failed) or ``cancelled``
+    status: str = "done"
+
+    @property
+    def failed(self) -> int:
+        return sum(v.status == FAILED for v in self.videos)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "failed": self.failed}

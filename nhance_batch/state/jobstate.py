@@ -1,0 +1,158 @@
+"""The job's state as the driver keeps it: the manifest in memory, its changes on storage.
+
+The Parquet manifest is the compacted state. Between compactions every change goes to an
+append-only journal beside it (:mod:`nhance_batch.state.journal`): a chunk commit costs one
+record, not a rewrite of the whole manifest, so a job of 10,000 videos commits chunks as fast
+as one of ten. The journal is compacted into the manifest at most every
+``NHANCE_MANIFEST_SAVE_S`` seconds (60) and at the start and end of every run. Readers
+(:func:`read_manifest`: ``status``, ``resume``, the web app) see the manifest with the journal
+replayed on top, so they are never behind by more than the journal's flush interval.
+
+A driver that has lost its lease (another driver took over) writes nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from nhance_batch import storage
+from nhance_batch.state.journal import Journal, replay
+from nhance_batch.state.layout import JobLayout
+from nhance_batch.state.manifest import (PENDING, ChunkRecord, Manifest, RunRecord,
+                                         VideoRecord, load_manifest, save_manifest)
+
+# The journal is compacted into the Parquet manifest at most this often.
+COMPACT_INTERVAL_S = float(os.environ.get("NHANCE_MANIFEST_SAVE_S", "60"))
+# Journal records are written out (a line per record locally, one object per flush in a
+# store) at most this often.
+FLUSH_INTERVAL_S = float(os.environ.get("NHANCE_JOURNAL_FLUSH_S", "1"))
+
+
+class JobConfigMismatch(RuntimeError):
+    """The output folder holds a job with other settings (resume refused without --force)."""
+
+
+def job_settings(config: Any) -> dict:
+    """The settings a resume must share with the run that started the job."""
+    model = config.model
+    return {
+        "model": model.name, "model_path": str(model.path) if model.path else None,
+        "precision": model.precision, "chunk_frames": config.chunk.chunk_frames,
+        "overlap": config.chunk.overlap, "temporal_radius": config.temporal_radius,
+        "encode": config.encode.model_dump(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(url: str, storage_options: dict | None = None) -> Manifest | None:
+    """The job's state at the manifest ``url`` (a local path or store URL), with its journal
+    replayed; None if there is none."""
+    fs, path = storage.resolve(url, storage_options)
+    fs.invalidate_cache()
+    manifest = storage.with_retries(load_manifest, path, fs, what="reading the manifest",
+                                    url=url, storage_options=storage_options)
+    if manifest is None:
+        return None
+    journal_dir = storage.join(storage.parent(url), "journal")
+    storage.with_retries(replay, manifest, journal_dir, storage_options,
+                         what="reading the journal", url=journal_dir,
+                         storage_options=storage_options)
+    return manifest
+
+
+class JobState:
+    """The manifest of the job in a layout, and how its changes reach storage.
+
+    Use :meth:`open`; then report changes with :meth:`video_changed` and
+    :meth:`chunk_committed`, call :meth:`maybe_flush` from the scheduling loop, and
+    :meth:`flush` (``compact=True``) at the start and end of a run.
+    """
+
+    def __init__(self, layout: JobLayout, manifest: Manifest, lease: Any = None) -> None:
+        self.layout = layout
+        self.manifest = manifest
+        self.lease = lease
+        self.journal = Journal(layout.journal_dir, layout.manifest_options,
+                               start_segment=manifest.journal_segment + 1)
+        self._last_flush = time.monotonic()
+        self._last_compact = time.monotonic()
+
+    @classmethod
+    def open(cls, layout: JobLayout, settings: dict, *, force: bool = False,
+             lease: Any = None) -> JobState:
+        """The job's state in ``layout`` for a run with ``settings``.
+
+        Raises:
+            JobConfigMismatch: the job was started with other settings (unless ``force``,
+                which re-plans every video).
+        """
+        job = {**settings, "input": layout.input}
+        manifest = read_manifest(layout.manifest, layout.manifest_options)
+        if manifest is None:
+            return cls(layout, Manifest(job=job, videos=[], runs=[]), lease)
+        changed = sorted(k for k in settings if manifest.job.get(k) != settings[k])
+        if changed:
+            if not force:
+                raise JobConfigMismatch(
+                    f"{layout.output} holds a job with other settings ({', '.join(changed)}:"
+                    f" {', '.join(f'{k}={manifest.job.get(k)!r}' for k in changed)}); rerun "
+                    "with the same settings to resume, or add --force to redo every video with "
+                    "the new ones")
+            for video in manifest.videos:
+                video.status, video.chunks, video.note = PENDING, [], "settings changed; redone"
+        manifest.job = job
+        return cls(layout, manifest, lease)
+
+    # -- changes -----------------------------------------------------------------------
+    @staticmethod
+    def now() -> str:
+        return _now()
+
+    def new_run(self, host: str, pid: int) -> RunRecord:
+        return self.manifest.new_run(host, pid)
+
+    def video_changed(self, video: VideoRecord) -> None:
+        """``video``'s record (its status, plan, output...) changed."""
+        self.journal.video(video)
+
+    def chunk_committed(self, video: VideoRecord, chunk: ChunkRecord) -> None:
+        """One chunk of ``video`` was committed (or changed state)."""
+        self.journal.chunk(video.relative, chunk)
+
+    # -- to storage --------------------------------------------------------------------
+    def _writable(self) -> bool:
+        return self.lease is None or not self.lease.lost
+
+    def maybe_flush(self) -> None:
+        """Write pending journal records, and compact, when their intervals have passed."""
+        now = time.monotonic()
+        if now - self._last_compact >= COMPACT_INTERVAL_S:
+            self.flush(compact=True)
+        elif now - self._last_flush >= FLUSH_INTERVAL_S and self.journal.pending:
+            self.flush()
+
+    def flush(self, *, compact: bool = False) -> None:
+        """Write pending journal records; with ``compact``, fold the journal into the
+        manifest (the whole file, atomically) and remove the folded segments."""
+        if not self._writable():
+            return
+        layout = self.layout
+        if not compact:
+            storage.with_retries(self.journal.flush, what="writing the journal",
+                                 url=layout.journal_dir, storage_options=layout.storage_options)
+            self._last_flush = time.monotonic()
+            return
+        segment = self.journal.rotate()
+        self.manifest.journal_segment = segment
+        fs, path = storage.resolve(layout.manifest, layout.manifest_options)
+        storage.with_retries(save_manifest, self.manifest, path, fs, what="saving the manifest",
+                             url=layout.manifest, storage_options=layout.storage_options)
+        storage.with_retries(self.journal.remove_through, segment, what="pruning the journal",
+                             url=layout.journal_dir, storage_options=layout.storage_options)
+        self._last_flush = self._last_compact = time.monotonic()
