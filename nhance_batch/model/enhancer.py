@@ -58,6 +58,9 @@ class Enhancer:
 
     def setup(self) -> None:
         """Load the weights (once per process) and configure the backend."""
+        from nhance_batch.model.backend import ensure_backend
+
+        ensure_backend()  # TensorFlow or JAX, whichever is installed (JAX-only GPU images)
         _configure_threads(self.config.threads)
         if self._weights is None:
             from nhance_batch.model.dped import DPEDWeights
