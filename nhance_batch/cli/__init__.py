@@ -18,6 +18,7 @@ from nhance_batch.cli.models import models
 from nhance_batch.cli.report import report
 from nhance_batch.cli.plan import plan
 from nhance_batch.cli.run import resume, run
+from nhance_batch.cli.serve import serve
 from nhance_batch.cli.status import status
 from nhance_batch.cli.submit import submit
 
@@ -35,6 +36,7 @@ cli.add_command(submit)
 cli.add_command(enhance_image)
 cli.add_command(models)
 cli.add_command(bench)
+cli.add_command(serve)
 cli.add_command(finetune)
 cli.add_command(compare)
 cli.add_command(report)
