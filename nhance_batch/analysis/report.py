@@ -244,9 +244,7 @@ def _summary(layout: Any, options: dict | None) -> dict | None:
 
 def summary_url(layout: Any) -> str:
     """Where a run's summary (``JobSummary.as_dict()``) is kept for the report."""
-    from nhance_batch import storage
-
-    return storage.join(layout.state_dir, "summary.json")
+    return layout.summary
 
 
 def write_report(output: str, *, storage_options: dict | None = None,

@@ -76,6 +76,30 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
                     keep_parts=keep_parts, cancel=cancel)
     try:
         runner.start()
-        return driver.run()
+        summary = driver.run()
     finally:
         runner.shutdown()
+    _keep_summary(config, manifest, summary)
+    return summary
+
+
+def _keep_summary(config: RunConfig, manifest: str | None, summary: JobSummary) -> None:
+    """Write the run's summary beside the job state for the report (best effort: a store that
+    refuses it costs the report its throughput curve, never the run). A run that computed
+    nothing leaves the previous summary in place."""
+    import json
+    import logging
+
+    from nhance_batch import storage
+    from nhance_batch.state.layout import JobLayout
+
+    layout = JobLayout.create(config.input, config.output, config.storage_options,
+                              manifest=manifest)
+    try:
+        if summary.chunks_computed == 0 and storage.exists(layout.summary, layout.output_options):
+            return  # a rerun with nothing to do: the run that did the work says more
+        storage.write_bytes(layout.summary,
+                            json.dumps(summary.as_dict(), default=str).encode(),
+                            layout.output_options)
+    except Exception as exc:  # noqa: BLE001
+        logging.getLogger(__name__).warning("run summary not kept: %s", layout.redact(exc))

@@ -354,6 +354,11 @@ def assemble_stage(task: AssembleTask) -> AssembleResult:
                          container=task.container)
             except MediaError as exc:
                 raise MediaError(task.source.url, exc.reason) from None
+            # metrics and the preview, here where source and output are local; never fatal
+            from nhance_batch.analysis.extras import video_extras
+
+            extras = video_extras(source, scratch, preview_dest=task.preview,
+                                  storage_options=options)
         size = upload(scratch, task.dest, options)
     except Exception as exc:  # noqa: BLE001
         return AssembleResult(task.video, error=failure("assemble", exc, options))
@@ -361,6 +366,7 @@ def assemble_stage(task: AssembleTask) -> AssembleResult:
         if os.path.exists(scratch):
             os.unlink(scratch)
     return AssembleResult(task.video, dest=task.dest, bytes=size,
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start, preview=extras.preview,
+                          metrics=extras.metrics, note=extras.note)
 
 

@@ -11,6 +11,7 @@ its own store's options, resolved once.
     preview/<relative>.mp4  browser-playable previews (``run --previews``)
     compare/<relative>.<mode>.mp4  comparison videos (``nhance-batch compare OUTPUT``)
     report/index.html       the job report (``nhance-batch report OUTPUT``)
+    summary.json            the last run's summary (throughput curve, stage speeds)
 
 Every URL goes with the options of its own store: inputs are read with the input store's
 options, and parts, outputs, manifest and lease are written with the output store's, so a
@@ -109,6 +110,11 @@ class JobLayout:
     @property
     def report_dir(self) -> str:
         return storage.join(self.state_dir, "report")
+
+    @property
+    def summary(self) -> str:
+        """The last run's summary (``JobSummary.as_dict()`` as JSON), kept for the report."""
+        return storage.join(self.state_dir, "summary.json")
 
     # -- secrets -----------------------------------------------------------------------
     def redact(self, text: Any) -> str:
