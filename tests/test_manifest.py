@@ -158,7 +158,7 @@ def test_plain_parquet_readable(tmp_path: Path) -> None:
     assert table.column_names == [
         "input", "relative", "output", "fingerprint", "size", "status", "error", "note",
         "frames", "chunk_frames", "overlap", "run", "seconds", "added_flicker", "model_flicker",
-        "output_bytes", "chunks",
+        "output_bytes", "output_name", "preview", "metrics", "chunks",
     ]
     assert table.schema.remove_metadata().equals(SCHEMA)
     assert str(table.schema.field("size").type) == "int64"
@@ -329,6 +329,8 @@ def test_summarize_for_status() -> None:
         "input": "/in/a/clip.mkv", "output": "/out/a/clip.mkv", "status": RUNNING,
         "error": None, "frames": 20, "note": "rotated 90", "chunks_done": 1, "chunks_total": 2,
         "added_flicker": None,
+        "metrics": None,
+        "preview": None,
     }
     assert v["chunks"] == [
         {"index": 0, "status": DONE, "run": 1, "attempts": 1, "error": None},

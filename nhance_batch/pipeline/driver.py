@@ -28,7 +28,8 @@ from nhance_batch.pipeline import stages
 from nhance_batch.pipeline.executor import Executor
 from nhance_batch.pipeline.outputs import OutputNames, check_output_safe, unsafe_key
 from nhance_batch.pipeline.progress import NullReporter, Reporter
-from nhance_batch.pipeline.summary import JobSummary, StageTotals, VideoSummary, rate
+from nhance_batch.pipeline.summary import (JobSummary, StageTotals, VideoSummary, merge_enhancer,
+                                           rate)
 from nhance_batch.state.jobstate import JobState, job_settings
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord,
@@ -232,6 +233,7 @@ class Scheduler:
         self.totals.add("encode", result.frames, result.seconds.get("encode", 0.0))
         self.reporter.advance(result.frames)
         self.state.chunk_committed(self.videos[result.video], chunk)
+        self.run.enhancer = merge_enhancer(self.run.enhancer, result.enhancer)
 
     # -- assembly ----------------------------------------------------------------------
     def assemble(self, vid: int) -> None:
@@ -346,7 +348,8 @@ class Scheduler:
         return JobSummary(self.run.run, out, self.totals.fps(),
                           time.monotonic() - self.started,
                           sum(v.frames for v in out if v.status == DONE),
-                          self.computed, self.skipped, self.progress, status)
+                          self.computed, self.skipped, self.progress, status,
+                          enhancer=self.run.enhancer)
 
 
 class Driver:
@@ -374,6 +377,7 @@ class Driver:
         self.force = force
         self.keep_parts = keep_parts
         self.cancel = cancel
+        self._inputs: list[storage.StoredVideo] | None = None
 
     def list_inputs(self) -> list[storage.StoredVideo]:
         """The job's inputs, after checking that no output can land among them.
@@ -392,12 +396,13 @@ class Driver:
             single = len(unique) == 1 and unique[0].source == layout.input
         check_output_safe(layout.input, layout.output, [i.source for i in unique],
                           single_file=single)
+        self._inputs = unique
         return unique
 
     def run(self) -> JobSummary:
         from nhance_batch.state.lease import lease_for
 
-        inputs = self.list_inputs()
+        inputs = self._inputs if self._inputs is not None else self.list_inputs()
         storage.makedirs_for(self.layout.lease)
         lease = lease_for(self.layout.lease, self.layout.output_options)
         lease.acquire(force=self.force)

@@ -90,10 +90,11 @@ def check_output_safe(input_spec: str, output: str, sources: Iterable[str],
     root_spec = storage.parent(input_spec) if single_file else input_root(input_spec)
     root = location(root_spec)
     if _inside(root, out):
-        what = "the folder of the input file" if single_file else "the input"
+        what = (f"the folder of the input file {input_spec}" if single_file
+                else f"the input {input_spec}")
         raise UnsafeOutput(
-            f"OUTPUT {output} is or contains {what} ({root_spec}): outputs would be written "
-            "among the sources; choose an OUTPUT outside the input")
+            f"OUTPUT {output} is or contains {what}: outputs would be written among the "
+            "sources; choose an OUTPUT outside the input")
     for source in sources:
         here = location(source)
         if _inside(here, out):

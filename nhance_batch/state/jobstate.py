@@ -59,10 +59,7 @@ def read_manifest(url: str, storage_options: dict | None = None) -> Manifest | N
                                     url=url, storage_options=storage_options)
     if manifest is None:
         return None
-    journal_dir = storage.join(storage.parent(url), "journal")
-    storage.with_retries(replay, manifest, journal_dir, storage_options,
-                         what="reading the journal", url=journal_dir,
-                         storage_options=storage_options)
+    replay(manifest, storage.join(storage.parent(url), "journal"), storage_options)
     return manifest
 
 
@@ -144,8 +141,7 @@ class JobState:
             return
         layout = self.layout
         if not compact:
-            storage.with_retries(self.journal.flush, what="writing the journal",
-                                 url=layout.journal_dir, storage_options=layout.storage_options)
+            self.journal.flush()  # its store calls retry on their own
             self._last_flush = time.monotonic()
             return
         segment = self.journal.rotate()
@@ -153,6 +149,5 @@ class JobState:
         fs, path = storage.resolve(layout.manifest, layout.manifest_options)
         storage.with_retries(save_manifest, self.manifest, path, fs, what="saving the manifest",
                              url=layout.manifest, storage_options=layout.storage_options)
-        storage.with_retries(self.journal.remove_through, segment, what="pruning the journal",
-                             url=layout.journal_dir, storage_options=layout.storage_options)
+        self.journal.remove_through(segment)
         self._last_flush = self._last_compact = time.monotonic()

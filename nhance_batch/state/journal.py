@@ -17,6 +17,7 @@ idempotent anyway. A torn last line (a crash mid-write) is ignored.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from typing import Any
 from nhance_batch import storage
 from nhance_batch.state.manifest import ChunkRecord, Manifest, VideoRecord
 
+log = logging.getLogger(__name__)
 _SEGMENT = re.compile(r"^seg-(\d{8})(?:-(\d{6}))?\.jsonl$")
 
 
@@ -45,7 +47,8 @@ def _list(journal_dir: str, options: dict | None) -> list[tuple[str, str]]:
     fs, path = storage.resolve(journal_dir, options)
     fs.invalidate_cache(path)
     try:
-        found = fs.ls(path, detail=False)
+        found = storage.with_retries(fs.ls, path, detail=False, what="listing",
+                                     url=journal_dir, storage_options=options)
     except FileNotFoundError:
         return []
     names = sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in found)
@@ -80,6 +83,7 @@ class Journal:
         self._pending: list[str] = []
         self._part = 0
         self._file = None
+        self.kept_segments = 0  # folded segments the store would not let us delete
 
     @property
     def pending(self) -> int:
@@ -121,11 +125,20 @@ class Journal:
         return closed
 
     def remove_through(self, segment: int) -> None:
-        """Delete every segment numbered ``segment`` or lower (folded into the manifest)."""
+        """Delete every segment numbered ``segment`` or lower (folded into the manifest).
+
+        A store that refuses deletions (a bucket policy without DeleteObject) keeps them:
+        folded segments are never replayed, so they only take space."""
         for name, url in _list(self.dir, self.options):
             number = _segment_of(name)
             if number is not None and number <= segment:
-                storage.remove(url, self.options, missing_ok=True)
+                try:
+                    storage.remove(url, self.options, missing_ok=True)
+                except (PermissionError, storage.StorageError) as exc:
+                    if not self.kept_segments:
+                        log.warning("journal segments folded into the manifest are kept: "
+                                    "deleting %s failed (%s)", name, exc)
+                    self.kept_segments += 1
 
 
 def replay(manifest: Manifest, journal_dir: str, options: dict | None = None) -> int:

@@ -131,8 +131,10 @@ def test_inconsistent_options_are_spec_errors(tmp_path):
 
 
 def test_spec_is_frozen():
+    from pydantic import ValidationError
+
     spec = JobSpec(input="/i", output="/o")
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.chunk_frames = 3  # type: ignore[misc]
 
 
