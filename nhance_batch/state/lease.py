@@ -188,6 +188,7 @@ class Lease:
         self.lost_reason: str | None = None
         self._lost = False
         self._renewed: float | None = None  # time.monotonic() of the last confirmed write
+        self._stamp = 0.0  # time.monotonic() when the last record was made
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._life_fd: int | None = None  # the held sibling lock file (local leases)
@@ -300,6 +301,8 @@ class Lease:
         return True
 
     def _record(self) -> dict[str, Any]:
+        # the ttl others apply runs from this heartbeat's time, so ours does too
+        self._stamp = time.monotonic()
         now = time.time()
         me = _identity()
         return {
@@ -476,7 +479,7 @@ class Lease:
     def _held(self) -> None:
         self._lost = False
         self.lost_reason = None
-        self._renewed = time.monotonic()
+        self._renewed = self._stamp
 
     def heartbeat(self) -> bool:
         """Renew the heartbeat once; False (and ``lost`` set) if the lease is no longer ours.
@@ -491,7 +494,7 @@ class Lease:
                            if holder else "the lease file disappeared")
                 return False
             self._write_replace(self._record())
-            self._renewed = time.monotonic()
+            self._renewed = self._stamp
             return True
 
     def _beat(self) -> None:
@@ -703,7 +706,7 @@ class StoreLease(Lease):
                        else "the lease object disappeared")
             return False
         self._version = version
-        self._renewed = time.monotonic()
+        self._renewed = self._stamp
         return True
 
     def release(self) -> None:
