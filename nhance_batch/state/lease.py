@@ -17,8 +17,10 @@ exclusive ``flock`` on its folder (the same lock serializes every read-decide-wr
 one machine); a lease object in S3, GCS or Azure Blob is created with the store's own
 "only if absent" precondition and replaced or deleted only if its ETag / generation is the
 one we wrote (:mod:`nhance_batch.storage.conditional`), so of drivers starting in the same
-instant exactly one proceeds, and a taken-over holder learns it at its next renewal. Any
-exception while renewing, and any silence longer than the ttl, marks the lease lost.
+instant exactly one proceeds, and a taken-over holder learns it at its next renewal. A
+failed renewal marks the lease lost (:attr:`Lease.lost`, with :attr:`Lease.lost_reason`) at
+once, except a transient store error, which is tried again while the last renewal is younger
+than the ttl; a ttl without a renewal marks it lost too.
 Heartbeat ages compare wall-clock times, so machines sharing an output need roughly
 synchronized clocks.
 """
