@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 # Frames each side over which the temporal stage smooths the colour gain: measured on real and
 # synthetic footage (README, "Temporal stabilisation"); chunks carry at least this much context.
@@ -33,18 +34,28 @@ class ModelConfig(_Frozen):
         name: registry name (``iphone``, ``blackberry``, ``sony``, or a user model).
         path: explicit checkpoint prefix (``.../iphone_orig``); overrides the registry lookup.
         precision: ``float32``, ``bfloat16`` or ``float16`` compute (norm statistics stay float32).
-        jit: compile the forward pass with XLA.
+        jit: ``on`` compiles the forward pass with XLA, ``off`` runs it as a TensorFlow graph
+            without XLA, ``auto`` takes the faster one measured on this machine
+            (:mod:`nhance_batch.model.autotune`; bools mean on/off).
         threads: math threads for the backend (0: the backend's default).
         batch_size: frames per forward pass; every pass has this batch shape (a short last
-            batch is padded), so results never depend on how frames were grouped.
+            batch is padded), so results never depend on how frames were grouped; 0: the
+            fastest of 1, 2, 4 and 8 measured on this machine (autotune).
     """
 
     name: str = "iphone"
     path: Path | None = None
     precision: Literal["float32", "bfloat16", "float16"] = "float32"
-    jit: bool = True
+    jit: Literal["auto", "on", "off"] = "auto"
     threads: int = Field(0, ge=0)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(0, ge=0)
+
+    @field_validator("jit", mode="before")
+    @classmethod
+    def _jit_words(cls, value: Any) -> Any:
+        if value is True or value is False or value is None:
+            return {True: "on", False: "off", None: "auto"}[value]
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class EncodeConfig(_Frozen):
@@ -126,6 +137,9 @@ class ClusterConfig(_Frozen):
     workers: int = Field(0, ge=0)
     gpus_per_worker: float = Field(1.0, gt=0)
     max_retries: int = Field(2, ge=0)
+    #: start the embedded Ray's dashboard (``run --dashboard``); off by default: it costs
+    #: start-up time and memory that a batch job does not need
+    dashboard: bool = False
 
 
 class RunConfig(_Frozen):
@@ -193,13 +207,14 @@ def error_text(exc: ValidationError) -> str:
 
 def run_config(input: str, output: str, *, model: str = "iphone",
                model_path: str | Path | None = None, precision: str | None = None,
-               jit: bool | None = None, chunk_frames: int = 0, overlap: int | None = None,
+               jit: bool | str | None = None, chunk_frames: int = 0, overlap: int | None = None,
                temporal_radius: int | None = None, lossless: bool = False,
                codec: str | None = None, crf: int | None = None, preset: str | None = None,
                address: str | None = None, workers: int = 0, max_retries: int = 2,
                gpus_per_worker: float | None = None, threads: int = 0,
                max_pixels: str | int | None = None, max_frames: int | None = None,
                task_timeout: float | None = None, previews: bool = False,
+               dashboard: bool = False,
                storage_options: dict[str, Any] | None = None) -> RunConfig:
     """The :class:`RunConfig` of a job from flat settings: the ``run`` options, the keys of a
     job spec, the fields of the web form. ``None`` takes the default.
@@ -224,7 +239,7 @@ def run_config(input: str, output: str, *, model: str = "iphone",
     encode = {k: v for k, v in (("codec", codec), ("crf", crf), ("preset", preset))
               if v is not None}
     cluster: dict[str, Any] = {"address": address, "workers": workers,
-                               "max_retries": max_retries}
+                               "max_retries": max_retries, "dashboard": dashboard}
     if gpus_per_worker is not None:
         cluster["gpus_per_worker"] = float(gpus_per_worker)
     limits: dict[str, Any] = {}

@@ -60,6 +60,8 @@ class JobSpec(BaseModel):
     model: str = "iphone"
     model_path: str | None = None
     precision: Literal["float32", "bfloat16", "float16"] | None = None
+    jit: Literal["auto", "on", "off"] | None = None
+    dashboard: bool = False
     chunk_frames: int = Field(0, ge=0)
     overlap: int | None = Field(None, ge=0)
     temporal_radius: int | None = Field(None, ge=0)

@@ -13,10 +13,16 @@ from nhance_batch.cli.common import config_errors, model_options
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("dst", metavar="OUT", type=click.Path(path_type=Path, dir_okay=False))
 @model_options
+@click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
+              default="float32", show_default=True,
+              help="Compute type of the convolutions (float32 reproduces the published model).")
+@click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True,
+              help="XLA on, off (TensorFlow graph mode), or the faster one measured here.")
 @click.option("--side-by-side", is_flag=True, help="Write the input and the result side by side.")
 @config_errors
 def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None,
-                  side_by_side: bool) -> None:
+                  precision: str, jit: str, side_by_side: bool) -> None:
     """Enhance the image IN (any format PIL or PyAV reads) into OUT (.png, .jpg or .jpeg)."""
     from nhance_batch import images
     from nhance_batch.config import ModelConfig
@@ -26,8 +32,11 @@ def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None
         raise click.BadParameter(f"{dst.suffix or 'no extension'}; use "
                                  f"{', '.join(images.WRITE_FORMATS)}", param_hint="OUT")
     rgb = images.read_image(src)
-    enhancer = Enhancer(ModelConfig(name=model_name, path=model_path, batch_size=1))
+    enhancer = Enhancer(ModelConfig(name=model_name, path=model_path, batch_size=1,
+                                    precision=precision, jit=jit))
     enhancer.setup()
     out = enhancer(rgb)
     images.write_image(dst, images.side_by_side(rgb, out) if side_by_side else out)
-    click.echo(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, model {model_name})")
+    decision = enhancer.decision(rgb[None])
+    click.echo(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, model {model_name}, "
+               f"{precision}, {decision.path})")

@@ -59,6 +59,17 @@ def run_options(fn):
                      help="Retries of a failed chunk within a run."),
         click.option("--threads", type=click.IntRange(min=0), default=0,
                      help="Math threads per CPU enhancer actor (0: its share of the cores)."),
+        click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
+                     default=None,
+                     help="Compute type of the convolutions; float32 reproduces the published "
+                          "model exactly, 16-bit is faster where the machine has native "
+                          "16-bit math [default: float32]."),
+        click.option("--jit", type=click.Choice(["auto", "on", "off"]), default=None,
+                     help="XLA on, off (TensorFlow graph mode), or auto: the faster one "
+                          "measured on this machine, cached [default: auto]."),
+        click.option("--dashboard", is_flag=True,
+                     help="Start the embedded Ray's dashboard (off: faster start, less "
+                          "memory)."),
         click.option("--gpus-per-worker", type=click.FloatRange(min=0, min_open=True),
                      default=None,
                      help="GPUs each enhancer actor reserves on a cluster with GPUs; a "
@@ -110,7 +121,8 @@ def build_config(input_spec: str, output: str, *, model_name="iphone", storage_o
 _SETTINGS = frozenset({
     "model_path", "precision", "jit", "chunk_frames", "overlap", "temporal_radius",
     "lossless", "codec", "crf", "preset", "address", "workers", "max_retries",
-    "gpus_per_worker", "threads", "max_pixels", "max_frames", "task_timeout", "previews"})
+    "gpus_per_worker", "threads", "max_pixels", "max_frames", "task_timeout", "previews",
+    "dashboard"})
 
 
 def execute(config, *, executor_name: str, manifest: str | None, force: bool, keep_parts: bool,

@@ -135,6 +135,20 @@ class Enhancer:
             out["device"] = autotune.device_id(self.config.threads)
         return out
 
+    def path_info(self, frames: np.ndarray) -> dict:
+        """The path frames of this shape run on (deciding it if needed), JSON-able: ``size``,
+        ``path``, ``batch_size``, ``source``, with ``precision``, ``jit``, ``backend``,
+        ``device`` and ``native_16bit`` (which 16-bit math the CPU has natively)."""
+        frames = np.asarray(frames)
+        decision = self.decision(frames)
+        native = autotune.native_16bit()
+        return {"size": f"{frames.shape[2]}x{frames.shape[1]}", "path": decision.path,
+                "batch_size": decision.batch_size, "source": decision.source,
+                "precision": self.config.precision, "jit": self.jit,
+                "backend": autotune.backend_id(),
+                "device": autotune.device_id(self.config.threads),
+                "native_16bit": [k for k in ("bfloat16", "float16") if native[k]]}
+
     def _build_candidate(self, candidate: autotune.Candidate, shape: tuple[int, ...],
                          dtype: np.dtype) -> Callable:
         return self._compile(tuple(shape), np.dtype(dtype), True, candidate.jit)

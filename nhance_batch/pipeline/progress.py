@@ -110,3 +110,23 @@ def print_summary(summary: "JobSummary", console=None) -> None:
     console.print(f"stages: decode {fps['decode']:.1f} fps, enhance {fps['enhance']:.2f} fps, "
                   f"encode {fps['encode']:.1f} fps; chunks computed {summary.chunks_computed}, "
                   f"reused {summary.chunks_skipped}; {summary.seconds:.1f} s")
+    line = enhancer_line(getattr(summary, "enhancer", None))
+    if line:
+        console.print(line)
+
+
+def enhancer_line(enhancer: dict | None) -> str:
+    """One line on how the enhancer ran, and what native 16-bit math the machine offers."""
+    if not enhancer:
+        return ""
+    shapes = ", ".join(f"{size} {p.get('path')} batch {p.get('batch_size')} ({p.get('source')}"
+                       + (", mixed" if p.get("mixed") else "") + ")"
+                       for size, p in (enhancer.get("shapes") or {}).items())
+    line = (f"enhancer: {enhancer.get('precision')}, {shapes}; {enhancer.get('backend')} on "
+            f"{enhancer.get('device')}")
+    native = [k for k in enhancer.get("native_16bit") or [] if k != enhancer.get("precision")]
+    if native and enhancer.get("precision") == "float32":
+        line += (f"; this CPU has native {' and '.join(native)} math: --precision {native[0]} "
+                 f"runs the convolutions in 16 bits (`nhance-batch bench --precision "
+                 f"{native[0]}` measures the gain here)")
+    return line

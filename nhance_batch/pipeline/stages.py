@@ -126,6 +126,7 @@ class Enhanced:
     decoded_frames: int
     decode_seconds: float
     enhance_seconds: float
+    enhancer: dict | None = None  # the path that enhanced it (Enhancer.path_info)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class ChunkResult:
     gains_before: np.ndarray | None = None
     gains_after: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    enhancer: dict | None = None  # the path that enhanced it (Enhancer.path_info)
 
     @property
     def ok(self) -> bool:
@@ -254,7 +256,8 @@ class EnhanceStage:
         finally:
             release_free_memory()
         return Enhanced(result.frames, decoded.pts[own], result.gains_before, result.gains_after,
-                        len(decoded.frames), decoded.seconds, time.perf_counter() - start)
+                        len(decoded.frames), decoded.seconds, time.perf_counter() - start,
+                        enhancer=self._enhancer.path_info(decoded.frames))
 
 
 def release_free_memory() -> bool:
@@ -323,7 +326,7 @@ def encode_stage(task: ChunkTask, enhanced: Enhanced | Failure) -> ChunkResult:
         part_sha256=digest, frames=len(enhanced.frames), decoded_frames=enhanced.decoded_frames,
         gains_before=enhanced.gains_before, gains_after=enhanced.gains_after,
         seconds={"decode": enhanced.decode_seconds, "enhance": enhanced.enhance_seconds,
-                 "encode": time.perf_counter() - start})
+                 "encode": time.perf_counter() - start}, enhancer=enhanced.enhancer)
 
 
 def assemble_stage(task: AssembleTask) -> AssembleResult:

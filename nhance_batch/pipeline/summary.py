@@ -57,6 +57,9 @@ class JobSummary:
     progress: list[tuple[float, int]] = field(default_factory=list)
     #: how the run ended: ``done``, ``failed`` (some videos failed) or ``cancelled``
     status: str = "done"
+    #: how the enhancer ran (:func:`merge_enhancer`): precision, backend, device, native
+    #: 16-bit math, and per frame size the path, batch and where the choice came from
+    enhancer: dict | None = None
 
     @property
     def failed(self) -> int:
@@ -68,3 +71,26 @@ class JobSummary:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "failed": self.failed}
+
+
+def merge_enhancer(recorded: dict | None, chunk: dict | None) -> dict | None:
+    """The run's enhancer record with one more chunk's path (``Enhancer.path_info``): the
+    common fields once, ``shapes`` per frame size; a size whose chunks ran different paths
+    (actors that decided separately) is marked ``mixed``."""
+    if not chunk:
+        return recorded
+    out = dict(recorded or {})
+    for key in ("precision", "jit", "backend", "device", "native_16bit"):
+        if key in chunk:
+            out.setdefault(key, chunk[key])
+    shapes = dict(out.get("shapes") or {})
+    size = chunk.get("size", "?")
+    path = {k: chunk[k] for k in ("path", "batch_size", "source") if k in chunk}
+    seen = shapes.get(size)
+    if seen is None:
+        shapes[size] = path
+    elif (seen.get("path"), seen.get("batch_size")) != (path.get("path"),
+                                                        path.get("batch_size")):
+        shapes[size] = {**seen, "mixed": True}
+    out["shapes"] = shapes
+    return out

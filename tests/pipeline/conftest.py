@@ -86,7 +86,9 @@ def assert_plays_like(source: Path, output: Path) -> None:
     assert [s.kind for s in out.other_streams] == [s.kind for s in src.other_streams]
 
 
-def enhance_directly(frames: np.ndarray, batch_size: int = 4) -> np.ndarray:
+def enhance_directly(frames: np.ndarray, batch_size: int = 0) -> np.ndarray:
+    """The enhancer on ``frames`` with the pipeline's defaults (0: the autotuned batch, the
+    same cached decision the pipeline's actors read)."""
     from nhance_batch.config import ModelConfig
     from nhance_batch.model.enhancer import Enhancer
 
