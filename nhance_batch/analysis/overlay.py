@@ -30,7 +30,7 @@ def draw_divider(frame: np.ndarray, position: float) -> None:
 
 def label_height(frame_height: int) -> int:
     """The text height used for labels on frames ``frame_height`` tall."""
-    return max(9, round(frame_height / 24))
+    return max(10, round(frame_height / 20))
 
 
 @functools.lru_cache(maxsize=16)

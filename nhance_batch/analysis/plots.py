@@ -105,11 +105,21 @@ def stage_fps_plot(stage_fps: Mapping[str, float]) -> bytes:
     bars = ax.barh(names, values, color=_AFTER, height=0.55)
     ax.invert_yaxis()
     top = max(values, default=0.0) or 1.0
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 20:  # enhance is often 100x slower
+        ax.set_xscale("log")
+        ax.set_xlim(min(positive) / 2, top * 3)
+        for bar, value in zip(bars, values, strict=True):
+            bar.set_x(min(positive) / 2)
+            bar.set_width(max(value, min(positive) / 2) - min(positive) / 2 or 1e-9)
+    else:
+        ax.set_xlim(0, top * 1.15)
+    ax.set_xlabel("frames per second of stage time" + (" (log scale)" if ax.get_xscale() == "log"
+                                                       else ""))
     for bar, value in zip(bars, values, strict=True):
-        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
-                f"{value:.1f}", va="center", fontsize=8)
-    ax.set_xlim(0, top * 1.15)
-    ax.set_xlabel("frames per second of stage time")
+        ax.text(bar.get_x() + bar.get_width() * (1.05 if ax.get_xscale() == "log" else 1.0)
+                + (0 if ax.get_xscale() == "log" else top * 0.01),
+                bar.get_y() + bar.get_height() / 2, f"{value:.3g}", va="center", fontsize=8)
     ax.set_title("Stage speed", fontsize=10, loc="left")
     _style(ax)
     return _png(fig)
