@@ -28,6 +28,7 @@ The pool follows the cluster (:meth:`RayExecutor.maintain`, called from :meth:`w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ from typing import Any
 
 from nhance_batch.config import ClusterConfig, ModelConfig
 from nhance_batch.pipeline import stages
+from nhance_batch.pipeline.busy import BusyMeter
 from nhance_batch.pipeline.executor import WorkerStartError
 
 log = logging.getLogger(__name__)
@@ -77,13 +79,13 @@ def enable_token_auth_if_available() -> None:
         log.debug("token auth check failed: %s", exc)
 
 
-def _remote_functions():
+def _remote_functions(decode=None, encode=None):
     import ray
 
     options = {"num_cpus": 1, "max_retries": 2, "retry_exceptions": False}
     return (ray.remote(**options)(stages.probe_stage),
-            ray.remote(**options)(stages.decode_stage),
-            ray.remote(**options)(stages.encode_stage),
+            ray.remote(**options)(decode or stages.decode_stage),
+            ray.remote(**options)(encode or stages.encode_stage),
             ray.remote(**options)(stages.assemble_stage),
             ray.remote(num_cpus=1, max_retries=0)(stages.warm_up))
 
@@ -121,13 +123,17 @@ class _Slot:
 class _ChunkHandle:
     """The driver's handle of one chunk: its decode, and the Ray chain once an actor has it."""
 
-    __slots__ = ("task", "decoded", "enhanced", "ref", "slot")
+    __slots__ = ("task", "decoded", "enhanced", "ref", "slot", "submitted", "decode_done",
+                 "encode_since")
 
     def __init__(self, task: stages.ChunkTask, decoded: Any) -> None:
         self.task, self.decoded = task, decoded
         self.enhanced: Any = None  # the actor call's result, until the driver saw it finish
         self.ref: Any = None
         self.slot: _Slot | None = None
+        self.submitted = time.monotonic()   # the decode task's clock starts here
+        self.decode_done = False
+        self.encode_since: float | None = None  # the encode task's clock: enhancing ended
 
 
 def _is_actor_error(exc: BaseException) -> bool:
@@ -145,9 +151,14 @@ def _is_actor_error(exc: BaseException) -> bool:
 class RayExecutor:
     """Runs the stages on a Ray cluster (an embedded local one when no address is given)."""
 
-    def __init__(self, model: ModelConfig, cluster: ClusterConfig) -> None:
+    def __init__(self, model: ModelConfig, cluster: ClusterConfig, *,
+                 task_seconds: float = 0.0, decode_fn=None, encode_fn=None) -> None:
         self.model = model
+        self._stage_fns = (decode_fn, encode_fn)  # other stage functions (tests)
         self.cluster = cluster
+        #: a decode or encode task running longer than this is cancelled and fails
+        #: retriably (0: no limit)
+        self.task_seconds = task_seconds
         self._slots: list[_Slot] = []
         self._by_ref: dict[Any, _ChunkHandle] = {}
         self._deferred: list[_ChunkHandle] = []
@@ -161,6 +172,8 @@ class RayExecutor:
         self._last_starved_warn = 0.0
         self._any_ready = False
         self._start_error: str | None = None
+        self.busy_meter = BusyMeter()  # the enhancer's busy share, per actor
+        self._cpus = os.cpu_count() or 1
 
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
@@ -183,10 +196,11 @@ class RayExecutor:
                          _node_ip_address="127.0.0.1")
             self._started_ray = True
         (self._probe, self._decode, self._encode, self._assemble,
-         warm_up) = _remote_functions()
+         warm_up) = _remote_functions(*self._stage_fns)
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0.0)
         cpus = int(resources.get("CPU", os.cpu_count() or 1))
+        self._cpus = cpus
         if gpus > 0:
             self._gpu_mode = True
             count = self.cluster.workers or self._gpu_actor_target(gpus)
@@ -198,9 +212,8 @@ class RayExecutor:
             # CPU actors reserve no logical CPU, so decode/encode tasks can always be
             # scheduled; they use `threads` cores for math.
             options = {"num_cpus": 0}
-            from dataclasses import replace
 
-            model = replace(self.model, threads=threads)
+            model = self.model.model_copy(update={"threads": threads})
         self._actor_model = model
         # max_task_retries=0: a call on an actor that died fails at once (a retriable chunk
         # failure the driver redoes) instead of waiting for a restart that may never find a GPU.
@@ -267,6 +280,7 @@ class RayExecutor:
                 elif slot.state == STARTING:
                     log.info("enhancer actor %s ready", _actor_id(slot))
                 slot.state, slot.since = READY, now
+                self.busy_meter.ready(_actor_id(slot))
                 self._any_ready = True
         if not self._slots and not self._any_ready and self._start_error is not None:
             raise WorkerStartError(f"no enhancer actor could start: {self._start_error}")
@@ -307,6 +321,7 @@ class RayExecutor:
         import ray
 
         log.warning("enhancer actor %s %s: dropped from the pool", _actor_id(slot), why)
+        self.busy_meter.gone(_actor_id(slot))
         self._slots.remove(slot)
         try:
             ray.kill(slot.actor, no_restart=True)
@@ -319,6 +334,7 @@ class RayExecutor:
         log.warning("enhancer actor %s unavailable (node lost or actor restarting); "
                     "its chunks are redone elsewhere", _actor_id(slot))
         slot.state, slot.since = UNAVAILABLE, time.monotonic()
+        self.busy_meter.gone(_actor_id(slot))
         if slot.ping is None:
             slot.ping, slot.last_ping = slot.actor.ready.remote(), time.monotonic()
 
@@ -342,6 +358,8 @@ class RayExecutor:
         """The actor is done with ``handle``'s chunk (enhanced, or failed): one less load."""
         if handle.enhanced is not None:
             handle.enhanced = None
+            handle.decode_done = True
+            handle.encode_since = time.monotonic()
             if handle.slot is not None:
                 handle.slot.load -= 1
 
@@ -376,8 +394,8 @@ class RayExecutor:
                         now - self._starved_since, len(self._slots))
 
     # -- the executor interface ----------------------------------------------------------
-    def submit_probe(self, source: str) -> Any:
-        return self._probe.remote(source)
+    def submit_probe(self, task: stages.ProbeTask) -> Any:
+        return self._probe.remote(task)
 
     def submit_chunk(self, task: stages.ChunkTask) -> Any:
         handle = _ChunkHandle(task, self._decode.remote(task))
@@ -388,12 +406,54 @@ class RayExecutor:
     def submit_assemble(self, task: stages.AssembleTask) -> Any:
         return self._assemble.remote(task)
 
+    def _expired(self, handles: list[Any]) -> list[tuple[Any, Any]]:
+        """Chunks whose decode or encode task ran past ``task_seconds``: cancelled, and
+        answered with a retriable failure (the driver retries them like any other)."""
+        import ray
+
+        if not self.task_seconds:
+            return []
+        now = time.monotonic()
+        chunks = [h for h in handles if isinstance(h, _ChunkHandle)]
+        undecoded = [h.decoded for h in chunks if not h.decode_done]
+        if undecoded:
+            done, _ = ray.wait(undecoded, num_returns=len(undecoded), timeout=0,
+                               fetch_local=False)
+            done = set(done)
+            for h in chunks:
+                if not h.decode_done and h.decoded in done:
+                    h.decode_done = True
+        out = []
+        for h in chunks:
+            if not h.decode_done and now - h.submitted > self.task_seconds:
+                stage, hung = "decode", h.decoded
+            elif h.encode_since is not None and now - h.encode_since > self.task_seconds:
+                stage, hung = "encode", h.ref
+            else:
+                continue
+            with contextlib.suppress(Exception):
+                ray.cancel(hung, force=True)
+            if h.ref is not None:
+                self._by_ref.pop(h.ref, None)
+            if h in self._deferred:
+                self._deferred.remove(h)
+            self._release(h)
+            log.warning("chunk %d of %s: the %s task ran past %.0f s; ended and retried",
+                        h.task.chunk.index, h.task.source.url, stage, self.task_seconds)
+            out.append((h, stages.Failure(
+                stage, f"{stage} task ended after running for more than {self.task_seconds:g} s "
+                       "(--task-timeout)", retriable=True)))
+        return out
+
     def wait(self, handles: list[Any], timeout: float | None) -> list[tuple[Any, Any]]:
         import ray
 
         if not handles:
             return []
         self.maintain()
+        expired = self._expired(handles)
+        if expired:
+            return expired
         refs = []
         for handle in handles:
             if isinstance(handle, _ChunkHandle):
@@ -420,13 +480,26 @@ class RayExecutor:
             if handle is not None:
                 self._release(handle)
             try:
-                out.append((handle or ref, ray.get(ref)))
+                result = ray.get(ref)
+                out.append((handle or ref, result))
+                if handle is not None and handle.slot is not None:
+                    enhance_s = getattr(result, "seconds", {}).get("enhance")
+                    if enhance_s is not None:
+                        self.busy_meter.add(_actor_id(handle.slot), enhance_s)
             except ray.exceptions.RayError as exc:  # worker, actor or node lost: retriable
                 if handle is not None and _is_actor_error(exc):
                     self._mark_unavailable(handle.slot)
                 out.append((handle or ref, stages.Failure(
                     "ray", f"{type(exc).__name__}: {_first_line(exc)}", retriable=True)))
         return out
+
+    def busy(self) -> dict:
+        """The enhancer actors' busy share (:meth:`BusyMeter.snapshot`)."""
+        return self.busy_meter.snapshot()
+
+    def cpus(self) -> int:
+        """CPUs of the cluster when the executor started (bounds the chunks in flight)."""
+        return self._cpus
 
     def shutdown(self) -> None:
         import ray
