@@ -178,8 +178,12 @@ def _config_from_spec(spec_path: Path, input_spec: str | None, output: str | Non
               help="A job spec (TOML; see jobs/example.toml) instead of INPUT OUTPUT and the "
                    "options; options given here override its values.")
 @run_options
+@click.option("--dry-run", is_flag=True,
+              help="Print the job's plan (as `nhance-batch plan`: frames, chunks, TFLOP, inputs "
+                   "that would fail, time and size estimates) instead of running it; exits 0 "
+                   "when every input is usable, 1 when some are not.")
 def run(input_spec: str | None, output: str | None, spec_path: Path | None, executor: str,
-        manifest, force, keep_parts, summary_json, **options) -> None:
+        manifest, force, keep_parts, summary_json, dry_run: bool = False, **options) -> None:
     """Enhance every video in INPUT (a file, a folder searched recursively, or a glob) into
     OUTPUT/<path relative to INPUT>, keeping frames, timestamps, audio, subtitles, rotation
     and colour tags. Running it again resumes: finished chunks and videos are not redone.
@@ -194,6 +198,10 @@ def run(input_spec: str | None, output: str | None, spec_path: Path | None, exec
         if input_spec is None or output is None:
             raise click.UsageError("give INPUT and OUTPUT, or a job spec with --spec SPEC")
         config = build_config(input_spec, output, **options)
+    if dry_run:
+        from nhance_batch.cli.plan import report_plan
+
+        report_plan(config)
     execute(config, executor_name=executor, manifest=manifest, force=force,
             keep_parts=keep_parts, summary_json=summary_json)
 

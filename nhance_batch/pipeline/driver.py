@@ -292,7 +292,11 @@ class Scheduler:
     def submit_ready(self) -> None:
         """Submit queued chunks and probes up to the bounds of work in flight."""
         workers = max(1, self.executor.workers())
-        max_chunks = 2 * workers + 1
+        from nhance_batch.pipeline.flow import in_flight_target
+
+        cpus = getattr(self.executor, "cpus", None)
+        max_chunks = in_flight_target(workers, self.totals.seconds,
+                                      cpus() if callable(cpus) else (os.cpu_count() or 1))
         max_probes = max(2, workers)
         while self.chunk_queue and self.running["chunk"] < max_chunks:
             task = self.chunk_queue.popleft()
@@ -332,9 +336,20 @@ class Scheduler:
             self.submit_ready()
             for handle, result in self.executor.wait(list(self.in_flight), timeout=0.5):
                 self.handle(handle, result)
+            self.note_busy()
             self.state.maybe_flush()
             self.reporter.refresh()
         return FAILED if any(v.status == FAILED for v in self.videos.values()) else DONE
+
+    def note_busy(self) -> None:
+        """Record the enhancer's busy share in the run (status shows it) and the live line."""
+        busy = getattr(self.executor, "busy", None)
+        if not callable(busy):
+            return
+        self.run.enhancer_busy = busy()
+        show = getattr(self.reporter, "enhancer_busy", None)
+        if callable(show):
+            show(self.run.enhancer_busy.get("overall"))
 
     def summary(self, status: str) -> JobSummary:
         out = []
@@ -349,7 +364,7 @@ class Scheduler:
                           time.monotonic() - self.started,
                           sum(v.frames for v in out if v.status == DONE),
                           self.computed, self.skipped, self.progress, status,
-                          enhancer=self.run.enhancer)
+                          enhancer=self.run.enhancer, enhancer_busy=self.run.enhancer_busy)
 
 
 class Driver:

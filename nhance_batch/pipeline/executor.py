@@ -38,14 +38,22 @@ class SequentialExecutor:
 
     def __init__(self, model: ModelConfig) -> None:
         self._enhance = stages.EnhanceStage(model)
+        from nhance_batch.pipeline.busy import BusyMeter
+
+        self.busy_meter = BusyMeter()
         self._queue: OrderedDict[int, Callable[[], Any]] = OrderedDict()
         self._ids = itertools.count()
 
     def start(self) -> None:
         self._enhance.setup()
+        self.busy_meter.ready("local")
 
     def workers(self) -> int:
         return 1
+
+    def busy(self) -> dict:
+        """The enhancer's busy share: its compute over this process's time since setup."""
+        return self.busy_meter.snapshot()
 
     def _submit(self, job: Callable[[], Any]) -> int:
         handle = next(self._ids)
@@ -58,7 +66,10 @@ class SequentialExecutor:
     def submit_chunk(self, task: stages.ChunkTask) -> int:
         def run() -> stages.ChunkResult:
             decoded = stages.decode_stage(task)
-            return stages.encode_stage(task, self._enhance.process(task, decoded))
+            result = stages.encode_stage(task, self._enhance.process(task, decoded))
+            if result.ok and "enhance" in result.seconds:
+                self.busy_meter.add("local", result.seconds["enhance"])
+            return result
 
         return self._submit(run)
 

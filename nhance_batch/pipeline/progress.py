@@ -62,7 +62,9 @@ class RichReporter(NullReporter):
             TextColumn("[bold]frames"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[fps]:.2f} fps"), TextColumn("ETA"), TimeRemainingColumn(),
             TimeElapsedColumn(), TextColumn("{task.fields[videos]}"),
+            TextColumn("{task.fields[busy]}"),
             console=self.console, transient=False)
+        self._busy = ""
         self._task = None
         self._t0 = time.monotonic()
 
@@ -74,7 +76,7 @@ class RichReporter(NullReporter):
         self._t0 = time.monotonic()
         self._progress.start()
         self._task = self._progress.add_task("frames", total=None, fps=0.0,
-                                             videos=self._videos())
+                                             videos=self._videos(), busy=self._busy)
 
     def refresh(self) -> None:
         if self._task is None:
@@ -82,7 +84,11 @@ class RichReporter(NullReporter):
         elapsed = time.monotonic() - self._t0
         self._progress.update(self._task, completed=self.done, total=self.total or None,
                               fps=self.done / elapsed if elapsed > 0 else 0.0,
-                              videos=self._videos())
+                              videos=self._videos(), busy=self._busy)
+
+    def enhancer_busy(self, share: float | None) -> None:
+        """The enhancer's busy share so far (shown after the video counts)."""
+        self._busy = "" if share is None else f"enhancer busy {share:.0%}"
 
     def stop(self) -> None:
         self.refresh()
@@ -113,6 +119,24 @@ def print_summary(summary: "JobSummary", console=None) -> None:
     line = enhancer_line(getattr(summary, "enhancer", None))
     if line:
         console.print(line)
+    line = busy_line(getattr(summary, "enhancer_busy", None))
+    if line:
+        console.print(line)
+    for note in getattr(summary, "notes", None) or []:
+        console.print(f"note: {note}")
+
+
+def busy_line(busy: dict | None) -> str:
+    """The enhancer's busy share: overall, and per actor when there are several."""
+    if not busy or busy.get("overall") is None:
+        return ""
+    line = (f"enhancer busy {busy['overall']:.0%} of its wall time ({busy['busy_s']:.1f} of "
+            f"{busy['wall_s']:.1f} actor-seconds computing)")
+    actors = busy.get("actors") or []
+    if len(actors) > 1:
+        line += "; per actor " + ", ".join(
+            f"{a['actor']} {a['share']:.0%}" for a in actors if a.get("share") is not None)
+    return line
 
 
 def enhancer_line(enhancer: dict | None) -> str:

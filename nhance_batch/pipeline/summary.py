@@ -60,6 +60,11 @@ class JobSummary:
     #: how the enhancer ran (:func:`merge_enhancer`): precision, backend, device, native
     #: 16-bit math, and per frame size the path, batch and where the choice came from
     enhancer: dict | None = None
+    #: the enhancer's busy share (``BusyMeter.snapshot``): ``overall``, ``busy_s``, ``wall_s``
+    #: and per actor ``actor``, ``busy_s``, ``wall_s``, ``share``, ``chunks``
+    enhancer_busy: dict | None = None
+    #: notes about the run as a whole (e.g. which encoder ``--codec auto`` chose and why)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:

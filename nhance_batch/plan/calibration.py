@@ -36,13 +36,15 @@ import numpy as np
 #: Cache file name under the cache folder.
 CACHE_FILE = "calibration.json"
 #: Bumped when what is measured changes, so old entries are not reused.
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 #: Frame size the enhancer is timed at on CPUs (on a GPU: :data:`GPU_SIZE`).
 CPU_SIZE = (256, 144)
 GPU_SIZE = (1280, 720)
 #: Least timed seconds and passes of the enhancer after its first (compiling) pass.
 MIN_SECONDS = 2.0
 MIN_PASSES = 2
+#: Frames per timed enhancer call.
+PASS_FRAMES = 8
 #: Frames of the synthetic clip the decoder and encoder are timed on.
 MEDIA_FRAMES = 24
 
@@ -189,8 +191,10 @@ def _time_enhancer(model: Any, width: int, height: int) -> tuple[float, float]:
 
     enhancer = Enhancer(model)
     enhancer.setup()
-    frames = _synthetic_frames(model.batch_size, width, height)
-    enhancer(frames, as_float=True)  # compiles
+    # a multiple of any batch the enhancer may pick (0: it chooses by measurement)
+    frames = _synthetic_frames(max(getattr(model, "batch_size", 0) or 0, PASS_FRAMES),
+                               width, height)
+    enhancer(frames, as_float=True)  # compiles (and picks its path and batch, if it does)
     startup = time.perf_counter() - start
     passes, begin = 0, time.perf_counter()
     while passes < MIN_PASSES or time.perf_counter() - begin < MIN_SECONDS:
@@ -277,9 +281,11 @@ def cached(key: str, path: Path | None = None) -> Calibration | None:
     if not isinstance(entry, dict):
         return None
     try:
-        return Calibration(**{**entry, "cached": True})
+        found = Calibration(**{**entry, "cached": True})
     except TypeError:  # written by another version
         return None
+    rates = (found.enhance_mpx_s, found.decode_mpx_s, found.encode_mpx_s)
+    return found if all(isinstance(r, (int, float)) and r > 0 for r in rates) else None
 
 
 def store(calibration: Calibration, path: Path | None = None) -> Path:

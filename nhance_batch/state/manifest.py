@@ -84,6 +84,8 @@ class RunRecord:
     status: str = RUNNING
     #: how the enhancer ran in this run (path, batch, precision), when known
     enhancer: dict[str, Any] | None = None
+    #: the enhancer's busy share so far (``BusyMeter.snapshot``: overall and per actor)
+    enhancer_busy: dict[str, Any] | None = None
 
 
 SCHEMA_VERSION = 1
@@ -500,9 +502,12 @@ def summarize_for_status(manifest: Manifest, now: datetime | None = None) -> dic
     return {
         "videos": videos_out,
         "runs": [
-            {"run": r.run, "started": r.started, "finished": r.finished, "status": r.status}
+            {"run": r.run, "started": r.started, "finished": r.finished, "status": r.status,
+             "enhancer_busy": r.enhancer_busy}
             for r in manifest.runs
         ],
+        "enhancer_busy": (max(manifest.runs, key=lambda r: r.run).enhancer_busy
+                          if manifest.runs else None),
         "progress": {
             "videos_total": len(manifest.videos),
             "videos_done": videos_done,

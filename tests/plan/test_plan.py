@@ -184,6 +184,7 @@ def test_calibration_is_cached_per_machine_and_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(cal, "CPU_SIZE", (64, 48))
     monkeypatch.setattr(cal, "MIN_SECONDS", 0.0)
     monkeypatch.setattr(cal, "MEDIA_FRAMES", 4)
+    monkeypatch.setattr(cal, "PASS_FRAMES", 2)
     model, encode = ModelConfig(batch_size=1), EncodeConfig()
     first = cal.load_or_calibrate(model, encode)
     assert not first.cached and first.enhance_mpx_s > 0 and first.startup_s > 0
