@@ -98,8 +98,8 @@
   // -- stills ---------------------------------------------------------------------------------
   const panel = $("still-panel"), zoom = $("zoom");
   function applyZoom() {
-    for (const img of [$("still-before"), $("still-after")])
-      if (img.naturalWidth) img.style.width = `${img.naturalWidth * zoom.value}px`;
+    // 1x fits the box; each step enlarges the pixels (no smoothing), both sides together
+    for (const img of [$("still-before"), $("still-after")]) img.style.width = `${100 * zoom.value}%`;
     $("zoom-value").textContent = `${zoom.value}×`;
   }
   function still() {
