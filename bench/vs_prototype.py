@@ -22,7 +22,8 @@ The enhancer's autotuned path is cached per machine; a first run on a machine ti
 candidates once (reported as ``autotune``) before the timed commands, as any earlier run of
 the tool would have.
 
-    python bench/vs_prototype.py [--source VIDEO] [--precision float32|bfloat16] [--json FILE]
+    python bench/vs_prototype.py [--source VIDEO] [--precision float32|bfloat16]
+                                 [--cases single,batch] [--json FILE]
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def main(argv=None) -> int:
                                                            str(SHARED / "models" / "dped")))
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--skip-batch", action="store_true", help="Only the single clip.")
+    parser.add_argument("--cases", default="single,batch",
+                        help="Which cases, comma-separated: single, batch.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers here.")
     parser.add_argument("--prototype-one", nargs=2, metavar=("IN", "OUT"),
                         help=argparse.SUPPRESS)
@@ -234,9 +236,9 @@ def main(argv=None) -> int:
             return [[*cli, "run", str(folder), str(work / f"ours-{tag}"),
                      "--summary-json", str(work / f"ours-{tag}.json"), *extra]]
 
-        cases = [("single", [clips[0]], single)]
-        if not args.skip_batch:
-            cases.append(("batch", clips, work / "clips"))
+        wanted = {c.strip() for c in args.cases.split(",")}
+        cases = [case for case in (("single", [clips[0]], single),
+                                   ("batch", clips, work / "clips")) if case[0] in wanted]
         for name, paths, folder in cases:
             p = measure(proto(paths, name), env)
             o = measure(ours(folder, name), env)

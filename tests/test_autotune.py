@@ -255,3 +255,36 @@ def test_enhancer_jit_off_tunes_only_the_batch(cache):
     decision = enhancer.decision(frames)
     assert decision.path == "graph" and decision.source == "tuned"
     assert all(label.startswith("graph/") for label in decision.seconds_per_frame)
+
+
+def test_path_info_reports_what_other_precisions_measured(cache):
+    from nhance_batch.model.enhancer import Enhancer
+    from nhance_batch.pipeline.progress import enhancer_line
+    from nhance_batch.pipeline.summary import merge_enhancer
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 24, 32, 3), dtype=np.uint8)
+    f32 = Enhancer(ModelConfig(jit="off", batch_size=0), _weights(), cache=cache)
+    assert "speedup_vs_this" not in f32.path_info(frames)  # nothing measured for bf16 yet
+    bf16 = Enhancer(ModelConfig(jit="off", batch_size=0, precision="bfloat16"), _weights(),
+                    cache=cache)
+    bf16_info = bf16.path_info(frames)
+    assert bf16_info["precision"] == "bfloat16" and bf16_info["source"] == "tuned"
+    info = f32.path_info(frames)
+    expected = (min(f32.decision(frames).seconds_per_frame.values())
+                / min(bf16.decision(frames).seconds_per_frame.values()))
+    assert info["speedup_vs_this"]["bfloat16"] == pytest.approx(expected, rel=1e-2)
+    merged = merge_enhancer(merge_enhancer(None, info), info)
+    assert merged["shapes"] == {"32x24": {"path": "graph", "batch_size": info["batch_size"],
+                                          "source": "tuned"}}
+    line = enhancer_line({**merged, "native_16bit": ["bfloat16"]})
+    assert "32x24 graph" in line and "as fast here" in line
+
+
+def test_merge_enhancer_marks_a_size_whose_chunks_ran_different_paths():
+    from nhance_batch.pipeline.summary import merge_enhancer
+
+    a = {"size": "64x48", "path": "graph", "batch_size": 1, "source": "cache",
+         "precision": "float32"}
+    merged = merge_enhancer(merge_enhancer(None, a), {**a, "path": "xla"})
+    assert merged["shapes"]["64x48"]["mixed"] is True
+    assert merge_enhancer(merged, None) is merged

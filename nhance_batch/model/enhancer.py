@@ -142,12 +142,39 @@ class Enhancer:
         frames = np.asarray(frames)
         decision = self.decision(frames)
         native = autotune.native_16bit()
-        return {"size": f"{frames.shape[2]}x{frames.shape[1]}", "path": decision.path,
+        info = {"size": f"{frames.shape[2]}x{frames.shape[1]}", "path": decision.path,
                 "batch_size": decision.batch_size, "source": decision.source,
                 "precision": self.config.precision, "jit": self.jit,
                 "backend": autotune.backend_id(),
                 "device": autotune.device_id(self.config.threads),
                 "native_16bit": [k for k in ("bfloat16", "float16") if native[k]]}
+        speedups = self._measured_speedups(frames, decision)
+        if speedups:
+            info["speedup_vs_this"] = speedups
+        return info
+
+    def _measured_speedups(self, frames: np.ndarray, decision: autotune.Decision) -> dict:
+        """How much faster the other precisions ran here, from what the autotune cache holds
+        for this frame size (their tuned best per frame over this path's), e.g.
+        ``{"bfloat16": 1.5}``; empty when nothing was measured for them."""
+        mine = min(decision.seconds_per_frame.values(), default=0.0)
+        if mine <= 0:
+            return {}
+        cache = self._cache or autotune.AutotuneCache()
+        height, width = frames.shape[1:3]
+        out = {}
+        for precision in ("float32", "bfloat16", "float16"):
+            if precision == self.config.precision:
+                continue
+            other = self.config.model_copy(update={"precision": precision}) \
+                if hasattr(self.config, "model_copy") else None
+            if other is None:
+                continue
+            key = Enhancer(other).cache_key(height, width, frames.dtype)
+            found = cache.get(key)
+            if found is not None and found.seconds_per_frame:
+                out[precision] = round(mine / min(found.seconds_per_frame.values()), 3)
+        return out
 
     def _build_candidate(self, candidate: autotune.Candidate, shape: tuple[int, ...],
                          dtype: np.dtype) -> Callable:

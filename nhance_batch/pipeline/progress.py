@@ -149,8 +149,13 @@ def enhancer_line(enhancer: dict | None) -> str:
     line = (f"enhancer: {enhancer.get('precision')}, {shapes}; {enhancer.get('backend')} on "
             f"{enhancer.get('device')}")
     native = [k for k in enhancer.get("native_16bit") or [] if k != enhancer.get("precision")]
+    speedups = enhancer.get("speedup_vs_this") or {}
     if native and enhancer.get("precision") == "float32":
-        line += (f"; this CPU has native {' and '.join(native)} math: --precision {native[0]} "
-                 f"runs the convolutions in 16 bits (`nhance-batch bench --precision "
-                 f"{native[0]}` measures the gain here)")
+        line += f"; this CPU has native {' and '.join(native)} math: --precision {native[0]} "
+        if native[0] in speedups:
+            line += (f"ran {speedups[native[0]]:.2f}x as fast here (autotune's timing, "
+                     f"same frame size)")
+        else:
+            line += (f"runs the convolutions in 16 bits (`nhance-batch bench --size WxH "
+                     f"--precision {native[0]}` measures the gain here)")
     return line

@@ -85,7 +85,7 @@ def merge_enhancer(recorded: dict | None, chunk: dict | None) -> dict | None:
     if not chunk:
         return recorded
     out = dict(recorded or {})
-    for key in ("precision", "jit", "backend", "device", "native_16bit"):
+    for key in ("precision", "jit", "backend", "device", "native_16bit", "speedup_vs_this"):
         if key in chunk:
             out.setdefault(key, chunk[key])
     shapes = dict(out.get("shapes") or {})
