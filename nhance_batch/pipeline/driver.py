@@ -265,8 +265,9 @@ class Scheduler:
         video.model_flicker = _flicker(video.chunks, "gains_before")
         if result.preview is not None:
             video.preview = result.preview
-        if result.metrics is not None:
-            video.metrics = result.metrics
+        if result.metrics is not None:  # with the flicker numbers, so metrics tell it all
+            video.metrics = {**result.metrics, "added_flicker": video.added_flicker,
+                             "model_flicker": video.model_flicker}
         if result.note:
             video.note = "; ".join(filter(None, (video.note, result.note)))
         if not self.keep_parts:

@@ -45,6 +45,7 @@ def test_run_with_previews_records_preview_and_metrics(models_dir, tmp_path):
     assert metrics["samples"] == 1 and metrics["low_light"] is False
     assert metrics["before"]["luminance"] > 0.25
     assert set(metrics["change"]) >= {"luminance_gain", "noise_amplification"}
+    assert metrics["added_flicker"] == video["added_flicker"] is not None
 
     report = runner.invoke(cli, ["report", str(output)])
     assert report.exit_code == 0, report.output
