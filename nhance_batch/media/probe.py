@@ -105,7 +105,7 @@ class VideoInfo:
 
 
 def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
-          max_frames: int | None = None) -> VideoInfo:
+          max_frames: int | None = None, decode_first_frame: bool = True) -> VideoInfo:
     """Probe ``path`` with PyAV.
 
     Frame timestamps and the frame count come from a demux pass over the video
@@ -116,6 +116,9 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
         max_pixels: refuse frames of more pixels (checked from the header, before anything
             is decoded).
         max_frames: refuse videos of more frames (checked while demuxing, which stops there).
+        decode_first_frame: False decodes nothing at all (``plan``): the frame count, size and
+            timestamps are the same, but rotation, display matrix and colour tags come from
+            the stream's parameters only (0, None and the codec's tags).
 
     Raises:
         MediaError: not a readable video (no file, empty, not media, playlist or
@@ -141,7 +144,8 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
                                     f"{max_pixels:,} pixels (--max-pixels)")
 
         try:
-            pts, first_frame = _scan_packets(spath, container, stream, max_frames)
+            pts, first_frame = _scan_packets(spath, container, stream, max_frames,
+                                             decode=decode_first_frame)
         except av.FFmpegError as exc:
             raise MediaError(spath, f"cannot read video packets ({_ffmpeg_reason(exc)})") from None
 
@@ -190,15 +194,17 @@ def _main_video_stream(streams: Any) -> VideoStream | None:
 
 
 def _scan_packets(
-    path: str, container: Any, stream: VideoStream, max_frames: int | None = None
+    path: str, container: Any, stream: VideoStream, max_frames: int | None = None,
+    decode: bool = True,
 ) -> tuple[tuple[int, ...], VideoFrame | None]:
-    """Collect every video packet's PTS; decode just until the first frame comes out."""
+    """Collect every video packet's PTS; decode just until the first frame comes out (nothing
+    when ``decode`` is False)."""
     pts: list[int] = []
     first_frame: VideoFrame | None = None
     for packet in container.demux(stream):
         if packet.size == 0 and packet.pts is None and packet.dts is None:
             continue  # flush packet at the end of the demux
-        if first_frame is None:
+        if first_frame is None and decode:
             frames = _decode_quietly(stream, packet)
             first_frame = frames[0] if frames else None
         if packet.is_discard:
@@ -209,7 +215,7 @@ def _scan_packets(
         if max_frames is not None and len(pts) > max_frames:
             raise MediaError(path, f"the video has more than {max_frames:,} frames, the limit "
                                    "(--max-frames)")
-    if first_frame is None and pts:
+    if first_frame is None and pts and decode:
         frames = _decode_quietly(stream, None)
         first_frame = frames[0] if frames else None
     if not pts:

@@ -88,6 +88,8 @@ class ProbeTask:
     source: Source
     max_pixels: int
     max_frames: int
+    #: False: decode nothing (``plan``); counts and timestamps are the same
+    decode_first_frame: bool = True
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,8 @@ def probe_stage(task: ProbeTask) -> VideoInfo | Failure:
     try:
         with source.local() as path:
             try:
-                info = probe(path, max_pixels=task.max_pixels, max_frames=task.max_frames)
+                info = probe(path, max_pixels=task.max_pixels, max_frames=task.max_frames,
+                             decode_first_frame=task.decode_first_frame)
             except MediaError as exc:
                 raise MediaError(source.url, exc.reason) from None
     except Exception as exc:  # noqa: BLE001 - failures are data

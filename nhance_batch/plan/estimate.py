@@ -99,8 +99,9 @@ def _probe(item: Any, options: dict, limits: Any) -> tuple[Any, int | None]:
         return stages.Failure("probe", storage.redact(f"{item.source}: {reason}", options)), None
     source = stages.Source(item.source, storage.options_for(item.source, options),
                            fingerprint, size)
-    return stages.probe_stage(stages.ProbeTask(source, limits.max_pixels, limits.max_frames)), \
-        size
+    task = stages.ProbeTask(source, limits.max_pixels, limits.max_frames,
+                            decode_first_frame=False)
+    return stages.probe_stage(task), size
 
 
 def _here_seconds(calibration: Any, enhanced_px: float, own_px: float) -> float:

@@ -198,3 +198,21 @@ def test_calibration_is_cached_per_machine_and_settings(tmp_path, monkeypatch):
     assert cal.cached(cal.calibration_key(other)) is None
     fresh = cal.load_or_calibrate(model, encode, refresh=True)
     assert not fresh.cached and fresh.measured_at >= first.measured_at
+
+
+def test_plan_decodes_nothing(clips, monkeypatch):
+    """The plan's probe reads packets only: with decoding made impossible it still counts the
+    same frames as the run's probe."""
+    import importlib
+
+    probe_mod = importlib.import_module("nhance_batch.media.probe")
+    _, good = clips
+    full = probe_mod.probe(good)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the plan decoded a frame")
+
+    monkeypatch.setattr(probe_mod, "_decode_quietly", no_decoding)
+    plan = _plan(good)
+    assert plan.videos[0].frames == full.frame_count == 23
+    assert probe_mod.probe(good, decode_first_frame=False).pts == full.pts
