@@ -43,8 +43,6 @@ class BrowserVideo:
 
     def __init__(self, container: Any, stream: Any, size: tuple[int, int], time_base: Fraction,
                  audio: _AudioCopy | None) -> None:
-        import av  # noqa: F401 - loaded by the opener already
-
         from nhance_batch.media._color import Converter
 
         self._container, self._stream = container, stream
