@@ -55,3 +55,22 @@ def load_job_manifest(output: str, manifest: str | None, options: dict):
                    err=True)
         raise SystemExit(CONFIG_ERROR_EXIT)
     return recorded
+
+
+storage_option = click.option(
+    "--storage-options", "storage_options", envvar="NHANCE_STORAGE_OPTIONS", default=None,
+    metavar="JSON",
+    help="fsspec options for s3://, gs://, az:// URLs (credentials, endpoint_url...), flat or "
+         "keyed by protocol; or NHANCE_STORAGE_OPTIONS. Never printed or recorded.")
+
+
+def parse_storage(text: str | None) -> dict:
+    """``--storage-options`` JSON -> dict (usage error on bad JSON, without echoing it)."""
+    from nhance_batch.storage import StorageError, install_log_redaction, parse_storage_options
+
+    try:
+        options = parse_storage_options(text)
+    except StorageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    install_log_redaction(options)
+    return options

@@ -55,16 +55,20 @@ def print_plan(plan, console=None) -> None:
     table = Table(title="plan")
     for name, justify in (("input", "left"), ("frames", "right"), ("size", "right"),
                           ("chunks", "right"), ("TFLOP", "right"), ("output", "right"),
-                          ("here", "right"), ("error", "left")):
+                          ("here", "right")):
         table.add_column(name, justify=justify, overflow="fold")
     for v in plan.videos:
         if v.error:
-            table.add_row(v.input, "", "", "", "", "", "", f"[red]{v.error}[/red]")
+            table.add_row(v.input, "[red]fails[/red]", "", "", "", "", "")
         else:
             table.add_row(v.input, str(v.frames), f"{v.width}x{v.height}", str(v.chunks),
                           f"{v.tflop:.3f}", _human_bytes(v.output_bytes),
-                          _human_seconds(v.seconds_here), "")
+                          _human_seconds(v.seconds_here))
     console.print(table)
+    for v in plan.videos:  # whole lines, never folded, so that paths stay copyable
+        if v.error:
+            console.print(f"would fail: {v.error}", soft_wrap=True, markup=False,
+                          highlight=False)
     total = plan.total
     console.print(f"total: {total['usable']} of {total['videos']} videos usable, "
                   f"{total['frames']} frames in {total['chunks']} chunks, {total['tflop']:.3f} "
@@ -157,7 +161,7 @@ def plan(input_spec: str, gpus: int, gpu_kind: str | None, as_json: bool, no_cal
 
     Exit code 0 when every input is usable, 1 when some are not, 2 for usage or configuration
     errors."""
-    from nhance_batch.cli.run import parse_storage
+    from nhance_batch.cli.common import parse_storage
     from nhance_batch.config import ConfigError, run_config
 
     try:

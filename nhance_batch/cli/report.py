@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT
-from nhance_batch.cli.run import parse_storage, storage_option
+from nhance_batch.cli.common import parse_storage, storage_option
 
 
 @click.command("report")

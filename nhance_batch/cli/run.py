@@ -7,27 +7,9 @@ from pathlib import Path
 
 import click
 
-from nhance_batch.cli.common import CONFIG_ERROR_EXIT, load_job_manifest, model_options
+from nhance_batch.cli.common import (CONFIG_ERROR_EXIT, load_job_manifest, model_options,
+                                     parse_storage, storage_option)
 
-
-
-storage_option = click.option(
-    "--storage-options", "storage_options", envvar="NHANCE_STORAGE_OPTIONS", default=None,
-    metavar="JSON",
-    help="fsspec options for s3://, gs://, az:// URLs (credentials, endpoint_url...), flat or "
-         "keyed by protocol; or NHANCE_STORAGE_OPTIONS. Never printed or recorded.")
-
-
-def parse_storage(text: str | None) -> dict:
-    """``--storage-options`` JSON -> dict (usage error on bad JSON, without echoing it)."""
-    from nhance_batch.storage import StorageError, install_log_redaction, parse_storage_options
-
-    try:
-        options = parse_storage_options(text)
-    except StorageError as exc:
-        raise click.UsageError(str(exc)) from exc
-    install_log_redaction(options)
-    return options
 
 
 def run_options(fn):

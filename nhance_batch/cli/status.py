@@ -7,7 +7,7 @@ import json
 import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT
-from nhance_batch.cli.run import parse_storage, storage_option
+from nhance_batch.cli.common import parse_storage, storage_option
 
 
 @click.command("status")

@@ -273,7 +273,7 @@ class Scheduler:
         if not self.keep_parts:
             self.remove_parts(video, task.parts)
         self.reporter.video_finished(ok=True)
-        self.state.video_changed(video)
+        self.state.video_changed(video, chunks=False)  # each chunk was recorded on commit
 
     def remove_parts(self, video: VideoRecord, parts: tuple[str, ...]) -> None:
         """Delete a committed video's parts; a store that refuses notes the video."""

@@ -114,9 +114,10 @@ class JobState:
     def new_run(self, host: str, pid: int) -> RunRecord:
         return self.manifest.new_run(host, pid)
 
-    def video_changed(self, video: VideoRecord) -> None:
-        """``video``'s record (its status, plan, output...) changed."""
-        self.journal.video(video)
+    def video_changed(self, video: VideoRecord, *, chunks: bool = True) -> None:
+        """``video``'s record (its status, plan, output...) changed; ``chunks=False`` when
+        its chunks did not change since they were last reported."""
+        self.journal.video(video, with_chunks=chunks)
 
     def chunk_committed(self, video: VideoRecord, chunk: ChunkRecord) -> None:
         """One chunk of ``video`` was committed (or changed state)."""
