@@ -99,3 +99,25 @@ def test_video_metrics_of_a_dark_and_a_bright_clip(tmp_path):
     short = write_video(tmp_path / "short.mkv", dark[:5], range(5), time_base=tb)
     with pytest.raises(ValueError, match="frame counts differ"):
         video_metrics(str(before), str(short))
+
+
+def test_memory_stays_about_one_frame(tmp_path):
+    """Streamed: measuring 120 frames holds about one frame's arrays, not all of them."""
+    import tracemalloc
+
+    from nhance_batch.analysis.metrics import video_metrics
+
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (144, 176, 3), dtype=np.uint8) for _ in range(120)]
+    clip = write_video(tmp_path / "long.mkv", frames, range(120), time_base=Fraction(1, 25))
+    del frames
+    video_metrics(str(clip), str(clip), max_frames=2)  # imports and first-use caches first
+    tracemalloc.start()
+    try:
+        m = video_metrics(str(clip), str(clip), every_s=0.01, max_frames=1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert m["samples"] == 120
+    all_frames = 120 * 144 * 176 * 3
+    assert peak < all_frames / 4, peak  # one frame's float copies are ~1.2 MB; all frames 9 MB
