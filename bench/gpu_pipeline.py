@@ -356,8 +356,8 @@ def main() -> int:
         decoded = [decode_chunk(clip, info, c).frames for c in chunks]
         first_outputs = {}
         for precision in args.precisions.split(","):
-            enhancer = Enhancer(ModelConfig(precision=precision, batch_size=args.batch),
-                                weights=weights)
+            model = ModelConfig(precision=precision, batch_size=args.batch, jit="on")
+            enhancer = Enhancer(model, weights=weights)
             enhancer.setup()
             t = time.perf_counter()
             first_outputs[precision] = enhancer(decoded[0][:args.batch], as_float=True)

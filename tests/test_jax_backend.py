@@ -78,6 +78,14 @@ def test_jax_pipeline_equals_tensorflow(tmp_path):
         total += diff.size
         differing += int((diff > 0).sum())
     assert differing <= 0.001 * total, f"{differing} of {total} values differ by 1 LSB"
+    # --precision works on JAX too: bfloat16 convolutions, close to float32
+    bf16 = _run(["run", str(src / "a.mp4"), str(tmp_path / "bf16"), *common,
+                 "--precision", "bfloat16"], env_backend="jax", block_tf=True)
+    assert bf16.returncode == 0, bf16.stdout + bf16.stderr
+    a32 = _frames(tmp_path / "jax" / "a.mp4").astype(np.float64)
+    a16 = _frames(tmp_path / "bf16" / "a.mp4").astype(np.float64)
+    mse = np.mean((a32 - a16) ** 2)
+    assert 0 < mse and 10 * np.log10(255.0 ** 2 / mse) > 40
     # not vacuous: the enhancer changed the pictures
     original = _frames(src / "a.mp4")
     assert np.abs(original.astype(np.int16) - _frames(tmp_path / "jax" / "a.mp4")).mean() > 2
