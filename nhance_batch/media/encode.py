@@ -54,7 +54,7 @@ _PIX_FMT_CANDIDATES: dict[tuple[bool, bool], tuple[str, ...]] = {
                     "yuv444p16le"),
     (True, True): ("yuv444p10le", "yuv444p12le", "yuv444p16le"),
 }
-_PRESET_ENCODERS = frozenset({"libx264", "libx265", "libx264rgb"})
+_PRESET_ENCODERS = frozenset({"libx264", "libx265"})
 _FALLBACK_RATE = Fraction(25)
 
 log = logging.getLogger(__name__)

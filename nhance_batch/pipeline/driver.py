@@ -330,8 +330,9 @@ class Scheduler:
                 self.reporter.video_finished(ok=False)
         while self.busy():
             if self.lease.lost:
-                raise LeaseLost("another driver took over this job (--force); stopped "
-                                "without writing over its state")
+                why = getattr(self.lease, "lost_reason", None) or "another driver took over"
+                raise LeaseLost(f"this driver lost the job's lease ({why}); stopped without "
+                                "writing over the state of the driver that holds it")
             if self.cancel is not None and self.cancel.is_set():
                 return CANCELLED
             self.submit_ready()

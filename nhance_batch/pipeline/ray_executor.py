@@ -242,9 +242,6 @@ class RayExecutor:
         """Actors in the pool (ready, starting or recovering)."""
         return len(self._slots)
 
-    def ready_workers(self) -> int:
-        return sum(slot.state == READY for slot in self._slots)
-
     # -- the pool ----------------------------------------------------------------------
     def maintain(self) -> None:
         """Keep the pool in step with the cluster; cheap, safe to call every loop.

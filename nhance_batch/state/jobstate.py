@@ -78,7 +78,7 @@ class JobState:
         self.journal = Journal(layout.journal_dir, layout.manifest_options,
                                start_segment=manifest.journal_segment + 1)
         self._last_flush = time.monotonic()
-        self._last_compact = time.monotonic()
+        self._next_compact = time.monotonic() + COMPACT_INTERVAL_S
 
     @classmethod
     def open(cls, layout: JobLayout, settings: dict, *, force: bool = False,
@@ -130,7 +130,7 @@ class JobState:
     def maybe_flush(self) -> None:
         """Write pending journal records, and compact, when their intervals have passed."""
         now = time.monotonic()
-        if now - self._last_compact >= COMPACT_INTERVAL_S:
+        if now >= self._next_compact:
             self.flush(compact=True)
         elif now - self._last_flush >= FLUSH_INTERVAL_S and self.journal.pending:
             self.flush()
@@ -145,10 +145,13 @@ class JobState:
             self.journal.flush()  # its store calls retry on their own
             self._last_flush = time.monotonic()
             return
+        started = time.monotonic()
         segment = self.journal.rotate()
         self.manifest.journal_segment = segment
         fs, path = storage.resolve(layout.manifest, layout.manifest_options)
         storage.with_retries(save_manifest, self.manifest, path, fs, what="saving the manifest",
                              url=layout.manifest, storage_options=layout.storage_options)
         self.journal.remove_through(segment)
-        self._last_flush = self._last_compact = time.monotonic()
+        now = self._last_flush = time.monotonic()
+        # a big manifest takes a while to rewrite: compact at most a tenth of the time
+        self._next_compact = now + max(COMPACT_INTERVAL_S, 9 * (now - started))

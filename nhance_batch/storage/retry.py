@@ -32,6 +32,21 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+#: gcsfs (6 tries with backoff, fixed in the library) and azure-core (its retry policy) retry
+#: each request themselves; for their URLs that is the one layer, and ours does not retry.
+SDK_RETRIES = RetryPolicy(attempts=1)
+_SDK_RETRYING = frozenset({"gs", "gcs", "az", "abfs", "abfss"})
+
+
+def policy_for(url: str | None) -> RetryPolicy:
+    """The retry policy for calls on ``url``: ours for local paths and S3 (whose client is
+    set to one attempt, :func:`nhance_batch.storage.urls.resolve`), none on top of the
+    libraries that retry on their own (GCS, Azure)."""
+    from nhance_batch.storage.urls import protocol_of
+
+    if url is not None and protocol_of(url) in _SDK_RETRYING:
+        return SDK_RETRIES
+    return DEFAULT_RETRY
 
 _TRANSIENT_NAMES = frozenset({
     # botocore / aiobotocore
@@ -179,7 +194,7 @@ def with_retries(fn: Callable[..., T], *args: Any, what: str = "storage call",
     :class:`StorageError` with ``transient=True``. Messages name ``what`` and ``url``,
     redacted.
     """
-    policy = policy or DEFAULT_RETRY
+    policy = policy or policy_for(url)
     where = f"{what} {_display(url)}" if url else what
     started = time.monotonic()
     for attempt in range(policy.attempts):

@@ -116,7 +116,13 @@ def resolve(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple
                 raise _missing_backend(url, exc) from None
             fs = GCSFileSystem(**opts)
             return fs, fs._strip_protocol(url)
-        return fsspec.core.url_to_fs(url, **opts)
+        s3_layer = protocol in ("s3", "s3a") and not _user_retries(opts)
+        if s3_layer:
+            opts = _single_attempt_s3(opts)
+        fs, path = fsspec.core.url_to_fs(url, **opts)
+        if s3_layer:
+            fs.retries = 1  # s3fs's own retry loop: ours is the one layer (retry.py)
+        return fs, path
     except ImportError as exc:
         raise _missing_backend(url, exc) from None
     except ValueError as exc:
@@ -126,6 +132,22 @@ def resolve(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple
     except TypeError as exc:
         raise StorageError(redact(f"storage options rejected for {protocol}:// ({exc})",
                                   storage_options)) from None
+
+
+def _user_retries(opts: Mapping[str, Any]) -> bool:
+    return "retries" in (opts.get("config_kwargs") or {})
+
+
+def _single_attempt_s3(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """S3 options whose botocore client makes one attempt per call, unless the user set its
+    retries: transient errors are retried by :mod:`nhance_batch.storage.retry` alone, not
+    5 (s3fs) x 5 (botocore) x 6 (ours) times."""
+    opts = dict(opts)
+    if not _user_retries(opts):
+        config = dict(opts.get("config_kwargs") or {})
+        config["retries"] = {"max_attempts": 1, "mode": "standard"}
+        opts["config_kwargs"] = config
+    return opts
 
 
 def is_local(fs: Any) -> bool:

@@ -355,3 +355,15 @@ def test_input_cache_is_bounded_and_keeps_held_copies(tmp_path):
         assert Path(a2).read_bytes() == b"A" * 120
     cache.clear()
     assert held() == 0
+
+
+def test_one_retry_layer_per_store():
+    from nhance_batch.storage.retry import policy_for
+
+    fs, _ = storage.resolve("s3://bucket/key", {"anon": True})
+    assert fs.retries == 1 and fs.config_kwargs["retries"]["max_attempts"] == 1
+    mine = {"anon": True, "config_kwargs": {"retries": {"max_attempts": 4}}}
+    fs, _ = storage.resolve("s3://bucket/key", mine)
+    assert fs.config_kwargs["retries"]["max_attempts"] == 4  # a user's choice is kept
+    assert policy_for("gs://b/x").attempts == 1 and policy_for("az://c/x").attempts == 1
+    assert policy_for("s3://b/x").attempts > 1 and policy_for("/local/x").attempts > 1
