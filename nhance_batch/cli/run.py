@@ -227,6 +227,7 @@ def resume(output: str, manifest, address, workers, max_retries, threads, gpus_p
         crf=None if lossless else encode["crf"],
         preset=None if lossless else encode["preset"],
         address=address, workers=workers, max_retries=max_retries, threads=threads,
-        gpus_per_worker=gpus_per_worker, storage_options=options)
+        gpus_per_worker=gpus_per_worker, previews=bool(job.get("previews")),
+        storage_options=options)
     execute(config, executor_name=executor, manifest=manifest, force=force,
             keep_parts=keep_parts, summary_json=summary_json)

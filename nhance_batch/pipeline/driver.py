@@ -431,6 +431,7 @@ class Driver:
 
     def _run(self, lease: Any, inputs: list[storage.StoredVideo]) -> JobSummary:
         state = JobState.open(self.layout, job_settings(self.config), force=self.force,
+                              extras={"previews": self.config.previews},
                               lease=lease)
         names = OutputNames(item.relative for item in inputs)
         todo = self.reconcile(state, inputs, names)

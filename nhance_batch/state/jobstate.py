@@ -82,14 +82,15 @@ class JobState:
 
     @classmethod
     def open(cls, layout: JobLayout, settings: dict, *, force: bool = False,
-             lease: Any = None) -> JobState:
+             lease: Any = None, extras: dict | None = None) -> JobState:
         """The job's state in ``layout`` for a run with ``settings``.
 
         Raises:
             JobConfigMismatch: the job was started with other settings (unless ``force``,
                 which re-plans every video).
         """
-        job = {**settings, "input": layout.input}
+        # extras (such as previews) are recorded for resume but may differ between runs
+        job = {**settings, **(extras or {}), "input": layout.input}
         manifest = read_manifest(layout.manifest, layout.manifest_options)
         if manifest is None:
             return cls(layout, Manifest(job=job, videos=[], runs=[]), lease)
