@@ -82,20 +82,38 @@ class BrowserVideo:
             self._audio.until(None)
 
 
+#: Audio codecs browsers play from MP4: copied as they are. Others are re-encoded to AAC.
+BROWSER_AUDIO = frozenset({"aac", "mp3", "opus", "flac"})
+_AAC_BITRATE = 192_000
+
+
 class _AudioCopy:
-    """The audio packets of a source file, muxed into the output up to a given time."""
+    """The audio of a source file, muxed into the output up to a given time: packets copied
+    untouched for codecs browsers play (:data:`BROWSER_AUDIO`), re-encoded to AAC otherwise
+    (PCM, AC-3, Vorbis...: an MP4 that browsers cannot play helps no one)."""
 
     def __init__(self, container: Any, out: Any, dest: str) -> None:
-        supported = out.supported_codecs
+        import av
+
         self._mapping: dict[int, Any] = {}
+        self._transcode: dict[int, Any] = {}  # source index -> AAC output stream
         for stream in container.streams.audio:
             codec = stream.codec_context.name if stream.codec_context is not None else None
-            if codec not in supported:
-                log.warning("%s: audio stream #%d (%s) cannot go into MP4; left out",
-                            dest, stream.index, codec)
-                continue
-            copy = out.add_stream_from_template(stream)
-            copy.time_base = stream.time_base
+            if codec in BROWSER_AUDIO and codec in out.supported_codecs:
+                copy = out.add_stream_from_template(stream)
+                copy.time_base = stream.time_base
+            else:
+                try:
+                    copy = out.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
+                    copy.layout = _named_layout(stream.codec_context.layout)
+                    copy.bit_rate = _AAC_BITRATE
+                except (av.FFmpegError, ValueError) as exc:
+                    log.warning("%s: audio stream #%d (%s) left out: %s", dest, stream.index,
+                                codec, exc)
+                    continue
+                log.info("%s: audio stream #%d (%s) re-encoded to AAC for browsers", dest,
+                         stream.index, codec)
+                self._transcode[stream.index] = copy
             copy.metadata.update(stream.metadata)
             self._mapping[stream.index] = copy
         self._packets = self._demux(container) if self._mapping else iter(())
@@ -110,24 +128,52 @@ class _AudioCopy:
         streams = [s for s in container.streams if s.index in self._mapping]
         for packet in container.demux(streams):
             if packet.size == 0 and packet.pts is None and packet.dts is None:
+                if packet.stream.index in self._transcode:
+                    yield Fraction(10**12), packet  # flush the decoder at the end
                 continue  # the demuxer's flush packet
             ts = packet.dts if packet.dts is not None else packet.pts
             at = ts * packet.time_base if ts is not None and packet.time_base else Fraction(0)
             yield at, packet
 
+    def _mux(self, packet: Any) -> None:
+        index = packet.stream.index
+        encoder = self._transcode.get(index)
+        if encoder is None:
+            packet.stream = self._mapping[index]
+            self._out.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None  # the encoder numbers samples itself, from the first
+            self._out.mux(encoder.encode(frame))
+
     def until(self, seconds: Fraction | None) -> None:
-        """Mux every packet up to ``seconds`` (all that are left when None)."""
+        """Mux every packet up to ``seconds`` (all that are left, and flush, when None)."""
         while True:
             if self._pending is None:
                 self._pending = next(self._packets, None)
                 if self._pending is None:
+                    if seconds is None:
+                        for encoder in self._transcode.values():
+                            self._out.mux(encoder.encode(None))
+                        self._transcode = {}
                     return
             at, packet = self._pending
             if seconds is not None and at > seconds:
                 return
-            packet.stream = self._mapping[packet.stream.index]
-            self._out.mux(packet)
+            self._mux(packet)
             self._pending = None
+
+
+_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1",
+            8: "7.1"}
+
+
+def _named_layout(layout: Any) -> str:
+    """A channel layout the AAC encoder takes: the source's own when it has a name, else the
+    usual one for its channel count (an "unspecified order" layout is refused)."""
+    name = getattr(layout, "name", "") or ""
+    channels = len(getattr(layout, "channels", ()) or ()) or 2
+    return name if name and not name.endswith("channels") else _LAYOUTS.get(channels, "stereo")
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:

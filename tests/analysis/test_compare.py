@@ -160,3 +160,38 @@ def test_swipe_position_function():
     assert swipe_position(1.0, 4.0) == pytest.approx(0.5)
     assert swipe_position(4.0, 4.0) == pytest.approx(0.0)
     assert swipe_position(7.0, 4.0) == pytest.approx(0.5)
+
+
+def test_audio_browsers_cannot_play_is_reencoded_to_aac(tmp_path):
+    """PCM in Matroska: copying it into the MP4 would make a file browsers refuse."""
+    import av
+
+    from nhance_batch.analysis.compare import render_compare
+
+    source = tmp_path / "pcm.mkv"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("ffv1", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "bgr0"
+        audio = out.add_stream("pcm_s16le", rate=48000)
+        audio.layout = "mono"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(flat(20 * i, 64, 48), format="rgb24")
+            frame = frame.reformat(format="bgr0")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        t = np.arange(48000 * 10 // 25) / 48000
+        samples = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)[None, :]
+        tone = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        tone.sample_rate, tone.pts = 48000, 0
+        out.mux(audio.encode(tone))
+        out.mux(audio.encode(None))
+    out_path = tmp_path / "cmp.mp4"
+    render_compare(str(source), str(source), str(out_path))
+    with av.open(str(out_path)) as result:
+        stream = result.streams.audio[0]
+        assert stream.codec_context.name == "aac"
+        decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in result.decode(stream)])
+    assert len(decoded) >= samples.shape[1]
+    assert decoded.std() > 0.1  # the tone, not silence (float samples, amplitude 0.24)
+    assert video_format(out_path)["frames"] == 10
