@@ -10,7 +10,8 @@ The prototype approach, re-created from its description:
 * one fresh process per clip (TensorFlow import, graph and weights each time), as its web app
   handled one upload at a time.
 
-Against it, ``nhance-batch run CLIPS OUT`` with defaults (one command, embedded Ray). Measured:
+Against it, ``nhance-batch run CLIPS OUT`` with defaults (one command, embedded Ray; with
+``--precision float32,bfloat16`` also in 16 bits, against the same prototype run). Measured:
 wall time of each command and the peak memory of its whole process tree (sum of PSS over the
 processes, sampled every 0.2 s; Ray's object store pages count where they are mapped).
 
@@ -200,7 +201,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=os.environ.get("NHANCE_MODELS",
                                                            str(SHARED / "models" / "dped")))
     parser.add_argument("--precision", default="float32",
-                        choices=["float32", "bfloat16", "float16"])
+                        help="Precision(s) of nhance-batch run, comma-separated (e.g. "
+                             "float32,bfloat16: each timed against the same prototype run).")
     parser.add_argument("--cases", default="single,batch",
                         help="Which cases, comma-separated: single, batch.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers here.")
@@ -213,8 +215,11 @@ def main(argv=None) -> int:
 
     env = {**os.environ, "NHANCE_MODELS": args.models, "TF_CPP_MIN_LOG_LEVEL": "2"}
     python, cli = sys.executable, [sys.executable, "-m", "nhance_batch"]
-    extra = [] if args.precision == "float32" else ["--precision", args.precision]
-    results: dict = {"precision": args.precision, "cpu": _cpu()}
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    for precision in precisions:
+        if precision not in ("float32", "bfloat16", "float16"):
+            parser.error(f"unknown precision {precision!r}")
+    results: dict = {"precisions": precisions, "cpu": _cpu(), "autotune_seconds": {}}
     with tempfile.TemporaryDirectory(prefix="nhance-vs-proto-") as tmp:
         work = Path(tmp)
         clips = make_clips(args.source, work / "clips", BATCH_CLIPS)
@@ -222,17 +227,19 @@ def main(argv=None) -> int:
         single.mkdir()
         os.link(clips[0], single / clips[0].name)
         # the enhancer's path for this shape, once per machine (cached in the user cache)
-        start = time.perf_counter()
-        subprocess.run([*cli, "bench", "--size", f"{WIDTH}x{HEIGHT}", "--rounds", "1",
-                        "--autotune-only", *extra], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
-        results["autotune_seconds"] = time.perf_counter() - start
+        for precision in precisions:
+            start = time.perf_counter()
+            subprocess.run([*cli, "bench", "--size", f"{WIDTH}x{HEIGHT}", "--autotune-only",
+                            "--precision", precision], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            results["autotune_seconds"][precision] = time.perf_counter() - start
 
         def proto(paths, tag):
             return [[python, __file__, "--models", args.models, "--prototype-one", str(p),
                      str(work / f"proto-{tag}-{p.stem}.mp4")] for p in paths]
 
-        def ours(folder, tag):
+        def ours(folder, tag, precision):
+            extra = [] if precision == "float32" else ["--precision", precision]
             return [[*cli, "run", str(folder), str(work / f"ours-{tag}"),
                      "--summary-json", str(work / f"ours-{tag}.json"), *extra]]
 
@@ -241,19 +248,22 @@ def main(argv=None) -> int:
                                    ("batch", clips, work / "clips")) if case[0] in wanted]
         for name, paths, folder in cases:
             p = measure(proto(paths, name), env)
-            o = measure(ours(folder, name), env)
-            summary = json.loads((work / f"ours-{name}.json").read_text())
-            results[name] = {"clips": len(paths), "prototype": p, "ours": o,
-                             "speed_ratio": p["seconds"] / o["seconds"],
-                             "memory_ratio": o["peak_bytes"] / p["peak_bytes"],
-                             "enhancer": summary.get("enhancer")}
-            print(f"{name}: {len(paths)} clip(s) of {FRAMES} frames {WIDTH}x{HEIGHT}: "
-                  f"prototype {p['seconds']:.1f} s, {p['peak_bytes'] / 2**30:.2f} GiB; "
-                  f"nhance-batch run {o['seconds']:.1f} s, {o['peak_bytes'] / 2**30:.2f} GiB; "
-                  f"speed {results[name]['speed_ratio']:.3f}x the prototype, memory "
-                  f"{results[name]['memory_ratio']:.3f} of it", flush=True)
-    print(f"cpu: {results['cpu']}; precision {args.precision}; autotune (once per machine) "
-          f"{results['autotune_seconds']:.1f} s")
+            results[name] = {"clips": len(paths), "prototype": p}
+            for precision in precisions:
+                tag = f"{name}-{precision}"
+                o = measure(ours(folder, tag, precision), env)
+                summary = json.loads((work / f"ours-{tag}.json").read_text())
+                row = {"ours": o, "speed_ratio": p["seconds"] / o["seconds"],
+                       "memory_ratio": o["peak_bytes"] / p["peak_bytes"],
+                       "enhancer": summary.get("enhancer")}
+                results[name][precision] = row
+                print(f"{name}: {len(paths)} clip(s) of {FRAMES} frames {WIDTH}x{HEIGHT}: "
+                      f"prototype {p['seconds']:.1f} s, {p['peak_bytes'] / 2**30:.2f} GiB; "
+                      f"nhance-batch run {precision} {o['seconds']:.1f} s, "
+                      f"{o['peak_bytes'] / 2**30:.2f} GiB; speed {row['speed_ratio']:.3f}x the "
+                      f"prototype, memory {row['memory_ratio']:.3f} of it", flush=True)
+    autotune = ", ".join(f"{k} {v:.1f} s" for k, v in results["autotune_seconds"].items())
+    print(f"cpu: {results['cpu']}; autotune step (a cache read once tuned): {autotune}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
