@@ -137,7 +137,8 @@ def report_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, as_json: 
 @click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
               default=None, help="As for run: the enhancer's compute type [default: float32].")
 @click.option("--lossless", is_flag=True, help="As for run: FFV1 output.")
-@click.option("--codec", default=None, help="As for run [default: libx264].")
+@click.option("--codec", default=None, help="As for run (auto: NVENC if it works here, else "
+                                             "libx264) [default: libx264].")
 @click.option("--crf", type=click.IntRange(min=0, max=63), default=None,
               help="As for run [default: 18].")
 @click.option("--preset", default=None, help="As for run [default: medium].")

@@ -28,7 +28,10 @@ def run_options(fn):
         click.option("--lossless", is_flag=True,
                      help="Encode losslessly (FFV1): decoded output frames equal the "
                           "enhancer's output exactly."),
-        click.option("--codec", default=None, help="Video encoder [default: libx264]."),
+        click.option("--codec", default=None,
+                     help="Video encoder (libx264, libx265, h264_nvenc...), or auto: a hardware "
+                          "encoder (NVENC) when one works on this machine, else libx264, with "
+                          "a note [default: libx264]."),
         click.option("--crf", type=click.IntRange(min=0, max=63), default=None,
                      help="Constant rate factor [default: 18]."),
         click.option("--preset", default=None, help="Encoder preset [default: medium]."),
