@@ -84,3 +84,19 @@ def test_report_of_a_folder_without_a_job_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 2
     assert "no job manifest" in result.output
+
+
+def test_compare_job_goes_on_past_a_video_it_cannot_compare(tmp_path):
+    from nhance_batch.cli import cli
+
+    job = make_job(tmp_path)
+    job["enhanced"].write_bytes(b"gone bad")  # the committed output was damaged since
+    result = CliRunner().invoke(cli, ["compare", str(job["output"])])
+    assert result.exit_code == 1
+    assert "failed:" in result.output and "day.mkv" in result.output
+    assert not (job["output"] / "_nhance" / "compare" / "trip" / "day.split.mp4").exists()
+    # the report still comes out, with the trouble noted in the video's section
+    report = CliRunner().invoke(cli, ["report", str(job["output"])])
+    assert report.exit_code == 0, report.output
+    page = (job["output"] / "_nhance" / "report" / "index.html").read_text(encoding="utf-8")
+    assert "MediaError" in page and "trip/day.mp4" in page
