@@ -262,13 +262,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float | str:
     return "inf" if mse == 0 else round(10 * np.log10(1.0 / mse), 2)
 
 
-def real_job(clip: str, workdir: str, precision: str, codec: str, preset: str) -> dict:
+def real_job(clip: str, workdir: str, precision: str, codec: str, preset: str,
+             chunk_frames: int) -> dict:
     """The real job on a local Ray (needs the project's full dependencies)."""
     from nhance_batch.config import run_config
     from nhance_batch.pipeline.job import run_job
 
     config = run_config(clip, os.path.join(workdir, f"real-{precision}"), precision=precision,
-                        codec=codec, preset=preset)
+                        codec=codec, preset=preset, chunk_frames=chunk_frames)
     summary = run_job(config, executor="ray")
     data = summary.as_dict()
     return {"seconds": data.get("seconds"), "frames": data.get("frames"),
@@ -381,7 +382,7 @@ def main() -> int:
             for precision in args.precisions.split(","):
                 try:
                     report["real"][precision] = real_job(clip, workdir, precision, encode.codec,
-                                                         args.preset)
+                                                         args.preset, args.chunk_frames)
                 except Exception as exc:  # noqa: BLE001 - reported, not fatal
                     report["real"][precision] = {"error": f"{type(exc).__name__}: {exc}"}
                 save()
