@@ -136,6 +136,8 @@ def report_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, as_json: 
               help="As for run [default: 3].")
 @click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
               default=None, help="As for run: the enhancer's compute type [default: float32].")
+@click.option("--jit", type=click.Choice(["auto", "on", "off"]), default=None,
+              help="As for run: XLA on, off, or measured [default: auto].")
 @click.option("--lossless", is_flag=True, help="As for run: FFV1 output.")
 @click.option("--codec", default=None, help="As for run (auto: NVENC if it works here, else "
                                              "libx264) [default: libx264].")
