@@ -6,6 +6,30 @@ import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT
 
+INTERRUPTED_EXIT = 130
+
+
+def _run_interruptible(run, config, update):
+    """Run locally; the first Ctrl-C saves the state at the end of the current step and stops
+    (a second one stops at once)."""
+    import signal
+    import threading
+
+    asked = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame):
+        if asked.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        asked.set()
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        return run(config, update, stop=asked.is_set)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
 
 def _progress_bar(total: int):
     """A rich progress bar (step, losses, steps/s, ETA) and the callback that drives it."""
@@ -105,11 +129,15 @@ def finetune(pairs_dir: str, name: str, base: str, steps: int, batch: int, patch
 
                 info = finetune_on_cluster(config, address, update)
             else:
-                info = run(config, update)
+                info = _run_interruptible(run, config, update)
     except (PairError, FinetuneError, StateError, ModelError, CheckpointError,
             storage.StorageError, ValueError) as exc:
         click.echo(f"error: {storage.redact(str(exc))}", err=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from exc
+    if "stopped_at" in info:
+        click.echo(f"stopped at step {info['stopped_at']}, state saved; continue with the same "
+                   "command and --resume", err=True)
+        raise SystemExit(INTERRUPTED_EXIT)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return

@@ -51,7 +51,10 @@ def compile_step(fn: Callable, *, jit: bool = True) -> Callable:
         return jax.jit(fn) if jit else fn
     import tensorflow as tf
 
-    return tf.function(fn, jit_compile=jit, reduce_retracing=True)
+    # autograph off: the step has no tensor-dependent Python control flow, and autograph's
+    # per-code-object cache would mix up closures that share code (the two value_and_grad
+    # wrappers) when not compiling with XLA.
+    return tf.function(fn, jit_compile=jit, reduce_retracing=True, autograph=False)
 
 
 def to_numpy(tree: Any) -> Any:

@@ -44,13 +44,12 @@ class Evaluator:
         self.pairs = list(pairs)
         self.storage_options = storage_options
         self.jit = jit
-        self._images: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._fn: Callable | None = None
 
-    def images(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        if self._images is None:
-            self._images = [read_pair(p, self.storage_options) for p in self.pairs]
-        return self._images
+    def images(self):
+        """The validation pairs, read one at a time (never all held in memory)."""
+        for pair in self.pairs:
+            yield read_pair(pair, self.storage_options)
 
     def _enhance_fn(self) -> Callable:
         if self._fn is None:
@@ -70,16 +69,18 @@ class Evaluator:
         return np.asarray(self._enhance_fn()(list(params), rgb[None]))[0]
 
     def identity(self) -> dict[str, float]:
-        return self._score([(phone, target) for phone, target in self.images()])
+        """The metrics of doing nothing (the phone images against their targets)."""
+        return self._score((phone, target) for phone, target in self.images())
 
     def evaluate(self, params) -> dict[str, float]:
         """Mean PSNR and SSIM over the validation pairs of the generator ``params``."""
-        return self._score([(self.enhance(params, phone), target)
-                            for phone, target in self.images()])
+        return self._score((self.enhance(params, phone), target)
+                           for phone, target in self.images())
 
     @staticmethod
     def _score(outputs) -> dict[str, float]:
-        if not outputs:
+        scores = [(psnr(o, t), ssim(o, t)) for o, t in outputs]
+        if not scores:
             return {"psnr": float("nan"), "ssim": float("nan")}
-        return {"psnr": float(np.mean([psnr(o, t) for o, t in outputs])),
-                "ssim": float(np.mean([ssim(o, t) for o, t in outputs]))}
+        return {"psnr": float(np.mean([p for p, _ in scores])),
+                "ssim": float(np.mean([s for _, s in scores]))}

@@ -123,8 +123,10 @@ def _resolve_base(base: str):
     from nhance_batch.model.dped import DPEDWeights
     from nhance_batch.model.registry import resolve
 
-    looks_like_path = "/" in base or base.startswith(".") or Path(base).exists()
-    found = resolve(None if looks_like_path else base, base if looks_like_path else None)
+    from nhance_batch.model.registry import list_user_models, load_registry
+
+    is_name = base in load_registry()[1] or base in list_user_models()
+    found = resolve(base, None) if is_name else resolve(None, Path(base))
     files = {}
     for suffix in (".index", ".data-00000-of-00001"):
         path = found.prefix.with_name(found.prefix.name + suffix)
@@ -222,9 +224,10 @@ def finetune(config: FinetuneConfig, progress: Callable[[Progress], None] | None
     settings = config.settings(pairs.fingerprint)
     saved = load_state(out, opts)
     model_json_url = storage.join(out, MODEL_JSON)
-    if saved is None and storage.exists(model_json_url, opts) and not config.resume:
-        raise FinetuneError(f"a model already exists in {storage.redact(out)}; choose another "
-                            "--name or --out, or delete it")
+    if saved is None and storage.exists(model_json_url, opts):
+        finished = " (it is finished: there is nothing to resume)" if config.resume else ""
+        raise FinetuneError(f"a model already exists in {storage.redact(out)}{finished}; "
+                            "choose another --name or --out, or delete it")
     if saved is not None and not config.resume:
         raise FinetuneError(f"{storage.redact(out)} holds an unfinished fine-tune (step "
                             f"{saved.step}); pass --resume to continue it, or delete "

@@ -146,3 +146,24 @@ def test_address_trains_in_a_ray_actor_reading_and_writing_urls(pairs_dir, user_
     printed = json.loads(done.stdout[done.stdout.index("{\n"):])
     assert printed["files"] == info["files"]
     assert printed["ray_actor"]["pid"] not in (os.getpid(), None)
+
+
+def test_stop_saves_the_state_and_resume_finishes(pairs_dir, tmp_path):
+    """What Ctrl-C does (the CLI's SIGINT handler sets ``stop``): save, stop, resume later."""
+    from nhance_batch.finetune.state import load_state
+    from nhance_batch.finetune.train import FinetuneConfig, FinetuneError, finetune
+
+    config = FinetuneConfig(pairs=str(pairs_dir), name="stopped", steps=8, batch=2, patch=24,
+                            content="none", checkpoint_every=100, out=str(tmp_path / "m"))
+    seen = []
+    stopped = finetune(config, seen.append, stop=lambda: len(seen) >= 2)
+    assert stopped == {"stopped_at": 3} and seen[-1].checkpointed
+    assert load_state(str(tmp_path / "m")).step == 3
+    with pytest.raises(FinetuneError, match="--resume"):
+        finetune(config)
+    import dataclasses
+
+    info = finetune(dataclasses.replace(config, resume=True))
+    assert info["steps"] == 8 and info["run_starts"] == [0, 3]
+    with pytest.raises(FinetuneError, match="nothing to resume"):
+        finetune(dataclasses.replace(config, resume=True))
