@@ -8,9 +8,10 @@ the server's peak memory during a 1 GiB streamed upload.
    the data folder. Latency of ``GET /api/jobs/{id}`` over random ids is measured with 1 job
    and with N jobs (cold: the first request of each job, which reads its manifest; warm: the
    rest), and the time of ``GET /api/jobs`` (every document).
-2. A multipart body of the given size is generated on the fly and streamed to
-   ``POST /api/jobs``, while the server's resident memory (RSS, psutil) is sampled every
-   20 ms: baseline before, peak during, and their ratio.
+2. A multipart body is generated on the fly and streamed to ``POST /api/jobs``, while the
+   server's resident memory (RSS, psutil) is sampled every 20 ms: baseline before, peak
+   during; for 1/16 of the size and the full size (each on a fresh server), and the ratio of
+   their peaks (flat memory: about 1, whatever the size).
 
 Prints a table and the ratios; asserts nothing.
 """
@@ -194,6 +195,7 @@ def main() -> None:
         many = _latency(server, ids, args.requests)
         server.stop()
         shutil.rmtree(data)
+        small = _upload_memory(tmp / "upload-small", args.upload_gib / 16)
         memory = _upload_memory(tmp / "upload", args.upload_gib)
 
     print(f"GET /api/jobs/{{id}} (median over {args.requests} requests; cold: first request "
@@ -203,9 +205,12 @@ def main() -> None:
         print(f"{n:>6} {m['cold_ms']:9.2f} {m['warm_ms']:9.2f} {m['warm_p95_ms']:12.2f} "
               f"{m['list_s']:16.3f}")
     print(f"ratio warm latency {args.jobs} jobs / 1 job: {many['warm_ms'] / one['warm_ms']:.2f}")
-    print(f"\n{args.upload_gib:g} GiB streamed upload: server RSS {memory['baseline_mib']:.0f} MiB "
-          f"before, peak {memory['peak_mib']:.0f} MiB during; ratio peak/before "
-          f"{memory['ratio']:.3f}; {memory['mib_s']:.0f} MiB/s")
+    print("\nstreamed upload: server RSS before and peak during (MiB)")
+    for gib, m in ((args.upload_gib / 16, small), (args.upload_gib, memory)):
+        print(f"{gib:8.4g} GiB: before {m['baseline_mib']:.0f}, peak {m['peak_mib']:.0f}, "
+              f"ratio peak/before {m['ratio']:.3f}, {m['mib_s']:.0f} MiB/s")
+    print(f"ratio peak RSS {args.upload_gib:g} GiB / {args.upload_gib / 16:g} GiB upload: "
+          f"{memory['peak_mib'] / small['peak_mib']:.3f} (16x the bytes)")
 
 
 if __name__ == "__main__":

@@ -175,11 +175,11 @@ def create_app(server: ServerConfig, *, run_job: Callable[..., Any] | None = Non
                 out.append(store.document(job_id)[0])
             except JobNotFound:
                 continue  # deleted meanwhile
-        return out
+        return JSONResponse(out)
 
     @app.get("/api/jobs/{job_id}")
     def get_job(job_id: str):
-        return store.document(job_id)[0]
+        return JSONResponse(store.document(job_id)[0])
 
     @app.post("/api/jobs/{job_id}/cancel")
     def cancel_job(job_id: str):

@@ -330,3 +330,66 @@ def test_server_side_inputs_need_an_allowed_prefix(serve, web_clips, tmp_path):
         # the allowed source is served (seekable) for the comparison's "before" side
         r = client.get(f"/api/jobs/{doc['id']}/videos/0/input", headers={"Range": "bytes=0-3"})
         assert r.status_code == 206
+
+
+def test_without_a_token_one_is_generated_and_printed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.web.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "NHANCE_TOKEN"}
+    proc = subprocess.Popen([sys.executable, "-m", "nhance_batch", "serve", "--port", "0",
+                             "--data", str(tmp_path / "data")], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        url = ""
+        for line in iter(proc.stdout.readline, b""):
+            if line.startswith(b"open http://"):
+                url = line.decode().split()[1]
+                break
+        assert "?token=" in url
+        base, token = url.split("/?token=")
+        assert len(token) >= 24
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"{base}/api/jobs", headers={"Authorization": f"Bearer {token}"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert r.status_code == 200 and r.json() == []
+        assert httpx.get(f"{base}/api/jobs").status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        proc.stdout.close()
+
+
+def test_lossless_output_is_shown_through_a_preview(serve, web_clips):
+    """FFV1 does not play in browsers: the comparison page plays the preview, rendered on
+    first request as H.264 yuv420p MP4 with every frame."""
+    import av
+
+    server = serve()
+    with server.client() as client:
+        job_id = upload(client, web_clips["short"], chunk_frames=12, lossless=True).json()["id"]
+        doc = wait_state(client, job_id, ("done",))
+        assert doc["settings"]["lossless"] is True
+        page = client.get(f"/jobs/{job_id}/videos/0")
+        assert page.status_code == 200
+        base = f"/api/jobs/{job_id}/videos/0"
+        assert f'src="{base}/preview"' in page.text and f'src="{base}/input"' in page.text
+        r = client.get(f"{base}/preview", headers={"Range": "bytes=0-"})
+        assert r.status_code == 206
+        preview = server.data / "jobs" / job_id / "preview.mp4"
+        preview.write_bytes(r.content)
+        with av.open(str(preview)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264"
+            assert stream.codec_context.format.name == "yuv420p"
+            assert sum(1 for _ in container.decode(stream)) == 24
+        with av.open(str(Path(doc["status"]["videos"][0]["output"]))) as container:
+            assert container.streams.video[0].codec_context.name == "ffv1"
