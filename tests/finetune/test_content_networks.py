@@ -168,3 +168,23 @@ def test_vgg19_is_registered_and_verified_like_a_model(tmp_path, monkeypatch):
     with pytest.raises(registry.ModelError, match="sha256"):
         registry.resolve_content("vgg19")
     assert "vgg19" not in registry.load_registry()[1]  # not offered as a generator
+
+
+def test_finetune_with_vgg19_refuses_a_file_that_is_not_the_published_one(
+        models_dir, pairs_dir, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from nhance_batch.cli import cli
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for f in models_dir.glob("iphone_orig.*"):
+        (folder / f.name).symlink_to(f)
+    (folder / "imagenet-vgg-verydeep-19.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
+    monkeypatch.setenv("NHANCE_MODELS", str(folder))
+    monkeypatch.setenv("NHANCE_USER_MODELS", str(tmp_path / "user"))
+    result = CliRunner().invoke(cli, ["finetune", "--pairs", str(pairs_dir), "--name", "v",
+                                      "--content", "vgg19", "--patch", "32", "--steps", "1"])
+    assert result.exit_code == 2, result.output
+    assert "vgg19" in result.output and "sha256" in result.output
+    assert not (tmp_path / "user" / "v").exists()
