@@ -87,7 +87,12 @@ def main(argv: list[str] | None = None) -> dict:
                             weights=LossWeights(texture=args.texture_weight),
                             val_fraction=0.1, out=str(work / "out"),
                             checkpoint_every=10 ** 9, jit=not args.no_jit)
-    finetune(config, lambda event: times.append(time.perf_counter()))
+    try:
+        finetune(config, lambda event: times.append(time.perf_counter()))
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
     timed = times[args.warmup:]
     steps_per_s = (len(timed) - 1) / (timed[-1] - timed[0])
     pixels = args.batch * args.patch ** 2
