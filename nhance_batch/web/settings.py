@@ -103,22 +103,14 @@ class JobSettings(BaseModel):
 
     def run_config(self, input_spec: str, output: str, server: ServerConfig,
                    storage_options: dict | None = None):
-        """The library's RunConfig for this job."""
-        from nhance_batch.config import (ChunkConfig, ClusterConfig, EncodeConfig, ModelConfig,
-                                         RunConfig)
+        """The library's RunConfig for this job (through the one builder the CLI and job specs
+        use, :func:`nhance_batch.config.run_config`)."""
+        from nhance_batch.config import run_config
 
-        encode = EncodeConfig(lossless=True) if self.lossless else (
-            EncodeConfig(crf=self.crf) if self.crf is not None else EncodeConfig())
-        return RunConfig(
-            input=input_spec, output=output,
-            model=ModelConfig(name=self.model),
-            chunk=ChunkConfig(chunk_frames=self.chunk_frames, overlap=self.temporal_radius),
-            encode=encode,
-            cluster=ClusterConfig(address=server.address, workers=server.workers),
-            temporal_radius=self.temporal_radius,
-            previews=self.previews,
-            storage_options=storage_options or {},
-        )
+        return run_config(input_spec, output, model=self.model, chunk_frames=self.chunk_frames,
+                          temporal_radius=self.temporal_radius, lossless=self.lossless,
+                          crf=self.crf, previews=self.previews, address=server.address,
+                          workers=server.workers, storage_options=storage_options)
 
 
 class JobRequest(JobSettings):

@@ -92,6 +92,8 @@ class _Cached:
     status: dict | None = None
     digest: str | None = None
     version: int = 0
+    doc_key: Any = None
+    doc_status: Any = None
 
 
 class JobStore:
@@ -243,8 +245,13 @@ class JobStore:
             doc = {"id": record.id, "state": record.state, "created": record.created,
                    "settings": record.settings, "error": record.error,
                    "status": self.status(job_id, record)}
-            digest = json.dumps(doc, sort_keys=True, default=str)
             cached = self._cache.setdefault(job_id, _Cached())
+            # the same record values and the same cached status object: nothing changed
+            same = (record.state, record.error)
+            if cached.doc_key == same and cached.doc_status is doc["status"] and cached.digest:
+                return doc, cached.version
+            cached.doc_key, cached.doc_status = same, doc["status"]
+            digest = json.dumps(doc, sort_keys=True, default=str)
             if digest != cached.digest:
                 cached.digest = digest
                 cached.version = max(cached.version + 1, time.time_ns() // 1_000_000)
