@@ -87,6 +87,7 @@ def test_upload_follow_compare_in_a_browser(serve, web_clips, tmp_path):
         driver.execute_script("window.__sameDocument = 'still here';")
         _wait(driver, lambda d: d.find_element(By.ID, "state").text in ("running", "done"), 120,
               "the job to start")
+        driver.save_screenshot(str(shots / "2a-job-live.png"))
         _wait(driver, lambda d: d.find_element(By.ID, "state").text in ("done", "failed"), 400,
               "the job to finish")
         assert driver.find_element(By.ID, "state").text == "done"
