@@ -11,7 +11,6 @@ assembly fails is recorded with its error and the others go on.
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 import threading
@@ -32,7 +31,7 @@ from nhance_batch.pipeline.summary import (JobSummary, StageTotals, VideoSummary
                                            rate)
 from nhance_batch.state.jobstate import JobState, job_settings
 from nhance_batch.state.layout import JobLayout
-from nhance_batch.state.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord,
+from nhance_batch.state.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord, Gains,
                                          RunRecord, VideoRecord)
 
 CANCELLED = "cancelled"
@@ -48,7 +47,7 @@ def _flicker(chunks: list[ChunkRecord], attr: str) -> float | None:
     parts = [getattr(c, attr) for c in sorted(chunks, key=lambda c: c.index)]
     if not parts or any(p is None for p in parts):
         return None
-    gains = np.fromiter(itertools.chain.from_iterable(parts), np.float64)
+    gains = np.concatenate([np.asarray(p, np.float64) for p in parts])
     return float(added_flicker(gains.reshape(-1, 3)))
 
 
@@ -222,8 +221,8 @@ class Scheduler:
         chunk.decode_s = result.seconds.get("decode")
         chunk.enhance_s = result.seconds.get("enhance")
         chunk.encode_s = result.seconds.get("encode")
-        chunk.gains_before = result.gains_before.ravel().tolist()
-        chunk.gains_after = result.gains_after.ravel().tolist()
+        chunk.gains_before = Gains(result.gains_before)
+        chunk.gains_after = Gains(result.gains_after)
         self.computed += 1
         self.frames_committed += result.frames
         self.progress.append((round(time.monotonic() - self.started, 3),

@@ -16,12 +16,15 @@ idempotent anyway. A torn last line (a crash mid-write) is ignored.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import re
 from dataclasses import fields
 from typing import Any
+
+import numpy as np
 
 from nhance_batch import storage
 from nhance_batch.state.manifest import ChunkRecord, Manifest, VideoRecord
@@ -60,9 +63,21 @@ _VIDEO_FIELDS = tuple(f.name for f in fields(VideoRecord) if f.name != "chunks")
 
 
 def _chunk_dict(chunk: ChunkRecord) -> dict[str, Any]:
-    # shallow: the gains are lists of floats already (dataclasses.asdict deep-copies them,
-    # which cost 6 ms a chunk)
-    return {name: getattr(chunk, name) for name in _CHUNK_FIELDS}
+    # shallow (dataclasses.asdict deep-copies every float: 6 ms a chunk); gains as the
+    # base64 of their float64 bytes, exact and ten times faster to write than JSON numbers
+    out = {name: getattr(chunk, name) for name in _CHUNK_FIELDS}
+    for name in ("gains_before", "gains_after"):
+        if out[name] is not None:
+            out[name] = {"f8": base64.b64encode(np.asarray(out[name]).tobytes()).decode()}
+    return out
+
+
+def _chunk_from(data: dict[str, Any]) -> ChunkRecord:
+    for name in ("gains_before", "gains_after"):
+        value = data.get(name)
+        if isinstance(value, dict):
+            data[name] = np.frombuffer(base64.b64decode(value["f8"]), dtype=np.float64)
+    return ChunkRecord(**data)
 
 
 def _video_dict(video: VideoRecord, with_chunks: bool) -> dict[str, Any]:
@@ -179,7 +194,7 @@ def _apply(manifest: Manifest, record: dict[str, Any]) -> int:
         i = manifest.position(data["relative"])
         old = manifest.videos[i] if i is not None else None
         video = VideoRecord(**{k: v for k, v in data.items() if k in _VIDEO_FIELDS},
-                            chunks=[ChunkRecord(**c) for c in chunks] if chunks is not None
+                            chunks=[_chunk_from(c) for c in chunks] if chunks is not None
                             else (old.chunks if old is not None else []))
         if i is None:
             manifest.videos.append(video)
@@ -188,7 +203,7 @@ def _apply(manifest: Manifest, record: dict[str, Any]) -> int:
         return 1
     if record.get("t") == "c":
         video = manifest.video(record["rel"])
-        chunk = ChunkRecord(**record["chunk"])
+        chunk = _chunk_from(record["chunk"])
         if video is not None and 0 <= chunk.index < len(video.chunks):
             old = video.chunks[chunk.index]
             if (old.start, old.end) == (chunk.start, chunk.end):
