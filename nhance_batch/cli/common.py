@@ -16,7 +16,7 @@ def model_options(fn):
                       help="Explicit checkpoint prefix (e.g. ./iphone_orig) or folder; "
                            "overrides --model.")(fn)
     return click.option("--model", "model_name", default="iphone", metavar="NAME",
-                        help="Registry model: iphone, blackberry or sony.")(fn)
+                        help="Model: iphone, blackberry, sony, or a fine-tuned user model (see `models`).")(fn)
 
 
 def config_errors(fn):

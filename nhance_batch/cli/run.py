@@ -18,7 +18,7 @@ def run_options(fn):
         click.option("--chunk-frames", type=click.IntRange(min=0), default=0,
                      help="Frames per chunk (the unit of work); 0 sizes them to the video: as "
                           "many as fit 2 GiB of enhancer memory (NHANCE_CHUNK_MEMORY), "
-                          "16 to 256."),
+                          "1 to 256."),
         click.option("--overlap", type=click.IntRange(min=0), default=None,
                      help="Context frames decoded on each side of a chunk "
                           "[default: the temporal radius]."),
