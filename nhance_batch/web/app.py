@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import hashlib
 import json
 import mimetypes
 import os
@@ -168,14 +169,21 @@ def create_app(server: ServerConfig, *, run_job: Callable[..., Any] | None = Non
         return JSONResponse(doc, status_code=201)
 
     @app.get("/api/jobs")
-    def list_jobs():
-        out = []
+    def list_jobs(request: Request):
+        out, versions = [], []
         for job_id in store.ids():
             try:
-                out.append(store.document(job_id)[0])
+                doc, version = store.document(job_id)
             except JobNotFound:
                 continue  # deleted meanwhile
-        return JSONResponse(out)
+            out.append(doc)
+            versions.append(f"{job_id}:{version}")
+        # an unchanged list is answered 304 (the job list page asks every 2 s)
+        etag = 'W/"' + hashlib.sha1(",".join(versions).encode()).hexdigest() + '"'
+        headers = {"etag": etag, "cache-control": "no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(out, headers=headers)
 
     @app.get("/api/jobs/{job_id}")
     def get_job(job_id: str):

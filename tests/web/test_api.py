@@ -80,8 +80,10 @@ def test_upload_runs_to_done_and_downloads(serve, web_clips, tmp_path):
 
         assert client.get(f"/api/jobs/{job_id}/videos/{bi}/output").status_code == 409
         assert client.get(f"/api/jobs/{job_id}/videos/9/output").status_code == 404
-        listed = client.get("/api/jobs").json()
-        assert [d["id"] for d in listed] == [job_id]
+        listed = client.get("/api/jobs")
+        assert [d["id"] for d in listed.json()] == [job_id]
+        again = client.get("/api/jobs", headers={"If-None-Match": listed.headers["etag"]})
+        assert again.status_code == 304
 
 
 def test_media_kinds_and_ranges(serve, web_clips):

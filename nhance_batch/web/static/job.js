@@ -38,6 +38,12 @@
     $("resume").disabled = doc.state === "queued" || doc.state === "running";
     const videos = (doc.status && doc.status.videos) || [];
     const tbody = document.querySelector("#videos tbody");
+    if (!videos.length) {
+      const waiting = { queued: "Waiting in the queue.", running: "Starting: listing and probing the videos…" };
+      tbody.replaceChildren(NB.el("tr", { class: "empty" }, NB.el("td", { colspan: 7 },
+        waiting[doc.state] || "No videos were found.")));
+      return;
+    }
     tbody.replaceChildren(...videos.map((v, i) => {
       const rate = fps(i, v);
       const frac = v.chunks_total ? v.chunks_done / v.chunks_total : (v.status === "done" ? 1 : 0);
