@@ -9,6 +9,8 @@ code that talks to a store. One module per concern:
   fingerprints;
 * :mod:`~nhance_batch.storage.objects`: whole-object reads and writes, never half-written;
 * :mod:`~nhance_batch.storage.cache`: the bounded local cache of input objects;
+* :mod:`~nhance_batch.storage.conditional`: conditional create / replace / delete of one small
+  object where the store enforces it (the lease);
 * :mod:`~nhance_batch.storage.redact`: credentials out of every text that is shown or stored.
 
 The names below are the package's interface.
