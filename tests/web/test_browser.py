@@ -149,9 +149,17 @@ def test_upload_follow_compare_in_a_browser(serve, web_clips, tmp_path):
         time.sleep(0.3)
         driver.save_screenshot(str(shots / "7-side-by-side.png"))
         driver.find_element(By.ID, "still").click()
-        _wait(driver, lambda d: d.execute_script(
-            "return document.getElementById('still-before').naturalWidth > 0 && "
-            "document.getElementById('still-after').naturalWidth > 0"), 30, "the stills")
+        try:
+            _wait(driver, lambda d: d.execute_script(
+                "return document.getElementById('still-before').naturalWidth > 0 && "
+                "document.getElementById('still-after').naturalWidth > 0"), 120, "the stills")
+        except AssertionError:
+            urls = driver.execute_script(
+                "return [document.getElementById('still-before').src, "
+                "document.getElementById('still-after').src]")
+            with server.client() as client:
+                answers = [(u, client.get(u.replace(server.url, "")).status_code) for u in urls]
+            raise AssertionError(f"stills did not load in the page; the API answers {answers}")
         driver.execute_script("const z = document.getElementById('zoom'); z.value = 4;"
                               "z.dispatchEvent(new Event('input'));")
         time.sleep(0.3)

@@ -109,6 +109,7 @@
     for (const side of ["before", "after"]) {
       const img = $(`still-${side}`);
       img.onload = applyZoom;
+      img.onerror = () => { img.alt = `${side}: the still could not be made`; };
       img.src = `${info.base}/still?t=${t.toFixed(6)}&side=${side}`;
     }
     panel.hidden = false;
