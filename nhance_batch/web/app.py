@@ -18,6 +18,7 @@ import hashlib
 import json
 import mimetypes
 import os
+import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -88,8 +89,21 @@ def create_app(server: ServerConfig, *, run_job: Callable[..., Any] | None = Non
     media = JobMedia(store, server.allow_input)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
+    def warm_up() -> None:
+        """Import the media and analysis stack once, in the background, so that the first
+        still or comparison does not pay for it (nor two requests import it at once)."""
+        try:
+            import nhance_batch.analysis.compare  # noqa: F401
+            import nhance_batch.analysis.preview  # noqa: F401
+            import nhance_batch.analysis.stills  # noqa: F401
+            import nhance_batch.analysis.frames  # noqa: F401
+            import PIL.Image  # noqa: F401
+        except Exception:  # noqa: BLE001 - the request that needs it will say what is wrong
+            pass
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        threading.Thread(target=warm_up, name="nhance-warm-up", daemon=True).start()
         runner.start()
         try:
             yield

@@ -110,16 +110,17 @@ class JobMedia:
         from nhance_batch.analysis.jobfiles import job_manifest
         from nhance_batch.state.manifest import ManifestError
 
-        key = self.store._state_key(job_id)
-        cached = self._manifests.get(job_id)
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        try:
-            layout, manifest = job_manifest(str(self.store.output_dir(job_id)))
-        except (ManifestError, FileNotFoundError) as exc:
-            raise MediaNotFound(f"job {job_id} has no manifest yet") from exc
-        self._manifests[job_id] = (key, layout, manifest)
-        return layout, manifest
+        with self._lock(f"manifest:{job_id}"):
+            key = self.store._state_key(job_id)
+            cached = self._manifests.get(job_id)
+            if cached is not None and cached[0] == key:
+                return cached[1], cached[2]
+            try:
+                layout, manifest = job_manifest(str(self.store.output_dir(job_id)))
+            except (ManifestError, FileNotFoundError) as exc:
+                raise MediaNotFound(f"job {job_id} has no manifest yet") from exc
+            self._manifests[job_id] = (key, layout, manifest)
+            return layout, manifest
 
     def video(self, job_id: str, index: int) -> VideoFiles:
         layout, manifest = self._manifest(job_id)
