@@ -288,3 +288,26 @@ def test_merge_enhancer_marks_a_size_whose_chunks_ran_different_paths():
     merged = merge_enhancer(merge_enhancer(None, a), {**a, "path": "xla"})
     assert merged["shapes"]["64x48"]["mixed"] is True
     assert merge_enhancer(merged, None) is merged
+
+
+def test_bench_reports_the_autotuned_path(tmp_path, monkeypatch, models_dir):
+    from click.testing import CliRunner
+
+    from nhance_batch.cli import cli
+
+    monkeypatch.setenv("NHANCE_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    monkeypatch.setenv("NHANCE_AUTOTUNE_S", "2")
+    runner = CliRunner()
+    decided = runner.invoke(cli, ["bench", "--size", "40x24", "--jit", "off", "--autotune-only",
+                                  "--json", "--random-weights"])
+    assert decided.exit_code == 0, decided.output
+    decision = json.loads(decided.output[decided.output.index("{"):])
+    assert decision["path"] == "graph" and decision["source"] == "tuned"
+    result = runner.invoke(cli, ["bench", "--size", "40x24", "--jit", "off", "--rounds", "1",
+                                 "--json", "--random-weights"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["path"] == "graph" and report["path_source"] == "cache"
+    assert report["batch"] == decision["batch_size"]
+    assert set(report["autotune"]["seconds_per_frame"]) == set(decision["seconds_per_frame"])
+    assert report["device"].startswith(("cpu: ", "gpu: ", "cuda: ", "rocm: "))
