@@ -330,7 +330,7 @@ def create_app(server: ServerConfig, *, run_job: Callable[..., Any] | None = Non
         after: list[float] = []
         for chunk in sorted(record.chunks, key=lambda c: c.index):
             for series, values in ((before, chunk.gains_before), (after, chunk.gains_after)):
-                values = list(values or [])
+                values = [] if values is None else [float(v) for v in values]
                 series.extend(sum(values[i:i + 3]) / 3 for i in range(0, len(values) - 2, 3))
         if not before:
             return None
