@@ -115,6 +115,7 @@ class Scheduler:
         """Record ``vid`` as failed with ``error`` and drop its queued chunks."""
         video = self.videos[vid]
         video.status, video.error = FAILED, self.redact(error)
+        self.infos.pop(vid, None)  # a probe result holds every frame's timestamp
         if any(t.video == vid for t in self.chunk_queue):
             self.chunk_queue = deque(t for t in self.chunk_queue if t.video != vid)
         self.reporter.video_finished(ok=False)
@@ -258,6 +259,7 @@ class Scheduler:
             self.fail(vid, f"assemble: {result.error.error}")
             return
         video.status, video.error, video.run = DONE, None, self.run.run
+        self.infos.pop(vid, None)
         video.output, video.output_bytes = result.dest, result.bytes
         video.seconds = time.monotonic() - self.video_started.get(vid, self.started)
         video.added_flicker = _flicker(video.chunks, "gains_after")
