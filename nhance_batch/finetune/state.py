@@ -96,6 +96,12 @@ def remove_state(out: str, storage_options: Mapping[str, Any] | None = None) -> 
     url = state_url(out)
     if storage.exists(url, storage_options):
         storage.remove(url, storage_options)
+    if storage.is_local_url(url):  # object stores have no empty folders to leave behind
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(storage.local_path(url)))
 
 
 def mismatches(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

@@ -115,7 +115,7 @@ def test_sigkill_then_resume_continues_from_the_saved_step(pairs_dir, user_model
     assert resumed.returncode == 0, resumed.stderr
     info = json.loads((user_models / "killed" / "model.json").read_text())
     assert info["steps"] == 16 and info["run_starts"] == [0, saved]
-    assert not state.exists()
+    assert not state.exists() and not state.parent.exists()
 
     # the resumed model is the one an uninterrupted run makes (same batches, same state)
     whole = finetune(FinetuneConfig(pairs=str(pairs_dir), name="whole", steps=16, batch=2,
