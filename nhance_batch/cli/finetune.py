@@ -45,6 +45,8 @@ def _progress_bar(total: int):
     task = bar.add_task("train", total=total, losses="", rate="-")
 
     def update(event) -> None:
+        if not bar.live.is_started:  # shown from the first step: checks and set-up print first
+            bar.start()
         keys = ("loss", "color", "content", "texture", "tv", "psnr")
         losses = " ".join(f"{k} {event.losses[k]:.4g}" for k in keys if k in event.losses)
         note = " [saved]" if event.checkpointed else ""
@@ -123,13 +125,15 @@ def finetune(pairs_dir: str, name: str, base: str, steps: int, batch: int, patch
             val_fraction=val_fraction, out=out, resume=resume, checkpoint_every=checkpoint_every,
             eval_every=eval_every, seed=seed, jit=not no_jit, storage_options=options or None)
         bar, _, update = _progress_bar(steps)
-        with bar:
+        try:
             if address:
                 from nhance_batch.finetune.remote import finetune_on_cluster
 
                 info = finetune_on_cluster(config, address, update)
             else:
                 info = _run_interruptible(run, config, update)
+        finally:
+            bar.stop()
     except (PairError, FinetuneError, StateError, ModelError, CheckpointError,
             storage.StorageError, ValueError) as exc:
         click.echo(f"error: {storage.redact(str(exc))}", err=True)

@@ -126,6 +126,10 @@ def _resolve_base(base: str):
     from nhance_batch.model.registry import list_user_models, load_registry
 
     is_name = base in load_registry()[1] or base in list_user_models()
+    if not is_name and not Path(base).exists() and "/" not in base:
+        known = sorted(load_registry()[1]) + list_user_models()
+        raise FinetuneError(f"--base {base!r} is neither a model ({', '.join(known)}) nor a "
+                            "checkpoint path")
     found = resolve(base, None) if is_name else resolve(None, Path(base))
     files = {}
     for suffix in (".index", ".data-00000-of-00001"):
