@@ -3,7 +3,6 @@ every problem listed, before training (CLI exit 2)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
