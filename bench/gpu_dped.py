@@ -12,8 +12,8 @@ bfloat16 and float32 (JAX's default precision, and "highest"), and measures the 
 PSNR against float32 on a smooth synthetic frame. A Markdown table goes to stdout, JSON to --out
 (rewritten after every stage, so a run cut short still leaves what it measured).
 
-    KERAS_BACKEND=jax python3 bench/gpu_dped.py --out /tmp/gpu_dped.json
-    KERAS_BACKEND=jax python3 bench/gpu_dped.py --quick --out /tmp/x.json   # CPU smoke test
+    KERAS_BACKEND=jax python3 bench/gpu_dped.py --out gpu_dped.json
+    KERAS_BACKEND=jax python3 bench/gpu_dped.py --quick --out quick.json   # CPU smoke test
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def markdown(rows: list[Row], chunk_frames: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bikes-frames", type=int, default=60)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/nhance_temporal"))
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "nhance_temporal")
     parser.add_argument("--chunk-frames", type=int, default=64)
     parser.add_argument("--radii", type=int, nargs="+", default=list(RADII))
     args = parser.parse_args()
