@@ -340,9 +340,10 @@ def test_summarize_for_status() -> None:
     assert s["runs"] == [
         {
             "run": 1, "started": "2026-01-01T00:00:00+00:00",
-            "finished": "2026-01-01T00:01:00+00:00", "status": FAILED,
+            "finished": "2026-01-01T00:01:00+00:00", "status": FAILED, "enhancer_busy": None,
         },
-        {"run": 2, "started": "2026-01-01T01:00:00+00:00", "finished": None, "status": RUNNING},
+        {"run": 2, "started": "2026-01-01T01:00:00+00:00", "finished": None, "status": RUNNING,
+         "enhancer_busy": None},
     ]
     json.dumps(s)
 
