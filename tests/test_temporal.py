@@ -289,7 +289,8 @@ def test_auto_chunk_frames_follow_the_frame_size(monkeypatch):
     monkeypatch.delenv("NHANCE_CHUNK_MEMORY", raising=False)
     assert auto_chunk_frames(64, 48, 3) == 256            # tiny frames: the upper limit
     assert auto_chunk_frames(1280, 720, 3) == 110         # 2 GiB / (921,600 px * 20 B) - 6
-    assert auto_chunk_frames(3840, 2160, 3) == 16         # 4K: the lower limit
+    assert auto_chunk_frames(3840, 2160, 3) == 6          # 4K: 2 GiB / (8.3 Mpx * 20 B) - 6
+    assert auto_chunk_frames(7680, 4320, 3) == 1          # 8K: the lower limit, one frame
     monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 30))
     assert auto_chunk_frames(1280, 720, 3) == 52
     assert ChunkConfig(chunk_frames=0, overlap=3).frames_for(1280, 720) == 52
