@@ -315,9 +315,10 @@ def test_ttl_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert Lease(_lease_path(tmp_path)).ttl == 30.0
 
 
-def test_lease_for_picks_the_kind() -> None:
-    assert type(lease_for("/tmp/x/_nhance/lease.json")) is Lease
-    assert type(lease_for("file:///tmp/x/_nhance/lease.json")) is Lease
+def test_lease_for_picks_the_kind(tmp_path) -> None:
+    local = tmp_path / "x" / "_nhance" / "lease.json"
+    assert type(lease_for(str(local))) is Lease
+    assert type(lease_for(local.as_uri())) is Lease
     assert type(lease_for("s3://bucket/x/_nhance/lease.json")) is lease_module.StoreLease
 
 
