@@ -227,8 +227,15 @@ class LocalCluster:
             raise RuntimeError("start the head first")
         self._counter += 1
         name = f"worker{self._counter}"
+        # Each worker has a temporary folder of its own, as a node on its own machine would:
+        # nodes sharing one session folder share its runtime_resources, and each node's agent
+        # removes and unpacks a job's working_dir again there when one of that job's actors
+        # starts on it, under the feet of the job's driver on the head (a lazy import of the
+        # driver then finds its module gone).
+        node_temp = Path(self.temp_dir) / f"n{self._counter}"  # short: socket paths
+        node_temp.mkdir(exist_ok=True)
         args = [f"--address={self.address}", "--node-ip-address=127.0.0.1",
-                f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}",
+                f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", f"--temp-dir={node_temp}",
                 f"--object-store-memory={object_store_memory}",
                 f"--dashboard-agent-listen-port={free_port()}",
                 f"--metrics-export-port={free_port()}", "--include-log-monitor=false",
