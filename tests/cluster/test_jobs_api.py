@@ -73,3 +73,57 @@ def test_submit_a_spec_and_wait(gpu_cluster, tmp_path):
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "FAILED" in proc.stderr
+
+
+_WATCH_ENTRY = '''
+import os, threading, time, ray
+ray.init()
+gone, done = [], threading.Event()
+def watch():
+    while not done.is_set():
+        if not os.path.exists("marker.txt"):
+            gone.append(time.time())
+        time.sleep(0.001)
+watcher = threading.Thread(target=watch)
+watcher.start()
+@ray.remote(num_gpus=1)
+class OnAWorker:
+    def where(self):
+        return os.getcwd()
+actors = [OnAWorker.remote() for _ in range(2)]
+print("DIRS", ray.get([a.where.remote() for a in actors]))
+time.sleep(1)
+done.set()
+watcher.join()
+print("GONE", len(gone))
+'''
+
+
+@pytest.mark.slow
+def test_a_jobs_working_dir_stays_while_its_actors_start_on_other_nodes(gpu_cluster, tmp_path):
+    """The job's driver runs on the head in its unpacked working_dir; the job's actors start
+    on the worker nodes. On a real cluster each node unpacks into its own disk; the local
+    cluster must do the same, or a worker's agent removes and unpacks the folder again
+    under the driver (a lazily imported module of the driver is then missing)."""
+    import time
+
+    from ray.job_submission import JobSubmissionClient
+
+    from nhance_batch.pipeline.ray_executor import enable_token_auth_if_available
+
+    enable_token_auth_if_available()  # as `nhance-batch submit` does
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "entry.py").write_text(_WATCH_ENTRY)
+    (wd / "marker.txt").write_text("here\n")
+    for i in range(300):  # unpacking takes a while
+        (wd / f"f{i}.txt").write_text(f"{i}\n" * 50)
+    client = JobSubmissionClient(gpu_cluster.dashboard_url)
+    job = client.submit_job(entrypoint="python entry.py", runtime_env={"working_dir": str(wd)})
+    deadline = time.monotonic() + 240
+    while client.get_job_status(job) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]
+        time.sleep(1)
+    logs = client.get_job_logs(job)
+    assert str(client.get_job_status(job)) in ("SUCCEEDED", "JobStatus.SUCCEEDED"), logs[-3000:]
+    assert "GONE 0" in logs, logs[-3000:]
