@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -52,6 +53,9 @@ TTL_ENV = "NHANCE_LEASE_TTL"
 _UNREADABLE_WAIT_S = 0.05  # how long to wait for a lease file being created to get its content
 _START_TIME_SLACK_S = 1.0  # process start times are derived from boot time: allow its jitter
 _MAX_RACE_ROUNDS = 20
+_MIN_ATTEMPT_S = 1.0  # a store lease's request is cut after max(this, ttl / 4) seconds
+_RETRY_FIRST_S = 0.2  # first backoff of a store lease's retry after a transient error
+_RETRY_MAX_S = 2.0
 
 
 class LeaseError(RuntimeError):
@@ -586,6 +590,11 @@ class StoreLease(Lease):
     S3, GCS and Azure Blob enforce the conditions themselves: the lease is created only if
     absent and replaced or deleted only if it is still the version this driver last saw or
     wrote. Other stores fall back to read-then-write with a read-back check.
+
+    Each request is one attempt of at most a quarter of the ttl (the client libraries' own
+    retries are off for it), and transient errors are retried here with short backoffs
+    until the ttl would run out: a library's backoff (15 s and more for azure-storage-blob)
+    would otherwise let a few failed requests in a row outlast the ttl and lose the lease.
     """
 
     def __init__(self, url: str, storage_options: dict | None = None, **kwargs: Any) -> None:
@@ -600,8 +609,40 @@ class StoreLease(Lease):
         if self._object is None:
             from nhance_batch.storage.conditional import conditional_object
 
-            self._object = conditional_object(self.path, self.storage_options)
+            self._object = conditional_object(self.path, self.storage_options,
+                                              attempt_timeout=self._attempt_timeout)
         return self._object
+
+    @property
+    def _attempt_timeout(self) -> float:
+        return max(_MIN_ATTEMPT_S, self.ttl / 4.0)
+
+    def _deadline(self) -> float:
+        """Until when (monotonic) a request may still be retried: while held, until the
+        ttl after the last renewal runs out (then the lease is lost anyway); otherwise one
+        ttl from now."""
+        renewed = self._renewed
+        return renewed + self.ttl if renewed is not None else time.monotonic() + self.ttl
+
+    def _retrying(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, tried again after transient store errors (backoff 0.2 s doubling
+        to 2 s, with jitter) while the next try can still start before :meth:`_deadline`."""
+        from nhance_batch.storage.retry import is_transient
+
+        deadline = self._deadline()
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                return fn(*args)
+            except Exception as exc:  # noqa: BLE001 - judged below
+                wait = delay * (0.5 + random.random() / 2)
+                if not is_transient(exc) or time.monotonic() + wait >= deadline:
+                    raise
+                log.warning("lease %s: %s: %s; trying again in %.1f s", self.path,
+                            type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc)
+                            else "", wait)
+                time.sleep(wait)
+                delay = min(delay * 2, _RETRY_MAX_S)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -623,7 +664,7 @@ class StoreLease(Lease):
     def _read_versioned(self) -> tuple[dict[str, Any], str] | None:
         """``(record, version)``; an unparseable object reads as ``{}`` (objects are written
         whole, so garbage is never a write in progress)."""
-        found = self._store.read()
+        found = self._retrying(lambda: self._store.read())
         if found is None:
             return None
         data, version = found
@@ -649,7 +690,7 @@ class StoreLease(Lease):
         from nhance_batch.storage.conditional import PlainObject, PreconditionsUnsupported
 
         try:
-            return getattr(self._store, op)(*args)
+            return self._retrying(lambda: getattr(self._store, op)(*args))
         except PreconditionsUnsupported as exc:
             log.warning("%s; the lease falls back to read-then-write, which cannot stop two "
                         "drivers started in the same instant", exc)

@@ -11,12 +11,18 @@ Every other store gets :class:`PlainObject`: the same interface over whole-objec
 writes, with versions made from the content; it cannot stop two writers of the same instant
 (``atomic`` is False), so its callers must confirm by reading back.
 
-The client libraries' own retries apply (one retry layer). A retried create or replace whose
-first attempt did land answers "precondition failed": callers re-read to learn who won.
+By default the client libraries' own retries apply (one retry layer). With
+``attempt_timeout`` every operation is one attempt of at most that many seconds (the
+libraries' retries are turned off for it) and the caller retries: a caller with a deadline,
+like the lease whose heartbeat must land within its ttl, cannot wait out a library's backoff
+(azure-storage-blob waits 15 s and more before its first retry, gcsfs up to 31 s over its
+tries). A retried create or replace whose first attempt did land answers "precondition
+failed": callers re-read to learn who won.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
@@ -37,17 +43,33 @@ class ConditionalObject:
     #: True when the store itself refuses a write whose condition does not hold.
     atomic = True
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *,
+                 attempt_timeout: float | None = None) -> None:
+        if attempt_timeout is not None and attempt_timeout <= 0:
+            raise ValueError(f"attempt_timeout must be positive, got {attempt_timeout}")
         self.url = url
+        #: None: the library retries; else one attempt per operation, cut after these seconds
+        self.attempt_timeout = attempt_timeout
         self.fs, path = resolve(url, storage_options)
         self.bucket, _, self.key = path.lstrip("/").partition("/")
         if not self.bucket or not self.key:
             raise ValueError(f"{url!r} does not name an object inside a bucket or container")
 
     def _sync(self, coro_fn: Any, *args: Any) -> Any:
+        """Run ``coro_fn(*args)`` on the file system's loop; with an attempt timeout, a
+        request still running after it is cancelled and TimeoutError raised (transient)."""
         from fsspec.asyn import sync
 
-        return sync(self.fs.loop, coro_fn, *args)
+        limit = self.attempt_timeout
+        if limit is None:
+            return sync(self.fs.loop, coro_fn, *args)
+
+        async def bounded() -> Any:
+            try:
+                return await asyncio.wait_for(coro_fn(*args), limit)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"{self.url}: no answer within {limit:g} s") from None
+        return sync(self.fs.loop, bounded)
 
     def read(self) -> tuple[bytes, str] | None:
         """``(content, version)`` read in one request, or None if there is no object."""
@@ -68,7 +90,8 @@ class ConditionalObject:
 
 class S3Object(ConditionalObject):
     """Through the s3fs file system's own botocore client (its credentials, endpoint and
-    retry configuration)."""
+    retry configuration: one attempt per call unless the user configured retries, see
+    :func:`nhance_batch.storage.urls.resolve`)."""
 
     _RACE = {"ConditionalRequestConflict"}  # S3: a concurrent conditional write is in flight
 
@@ -144,12 +167,23 @@ class S3Object(ConditionalObject):
 
 
 class GCSObject(ConditionalObject):
-    """Through gcsfs's authorized session and its request retries (JSON API)."""
+    """Through gcsfs's authorized session (JSON API), with its request retries unless the
+    object makes one attempt per operation."""
+
+    async def _call(self, method: str, path: str, *args: Any, json_out: bool = False,
+                    **kwargs: Any) -> Any:
+        """``fs._call``; with an attempt timeout, one request without gcsfs's retry loop
+        (the undecorated request, where this gcsfs version exposes it)."""
+        single = getattr(type(self.fs)._request, "__wrapped__", None)
+        if self.attempt_timeout is None or single is None:
+            return await self.fs._call(method, path, *args, json_out=json_out, **kwargs)
+        _, headers, _, contents = await single(self.fs, method, path, *args, **kwargs)
+        return json.loads(contents) if json_out else (headers, contents)
 
     def read(self) -> tuple[bytes, str] | None:
         async def go() -> tuple[bytes, str] | None:
             try:
-                headers, data = await self.fs._call("GET", "b/{}/o/{}", self.bucket, self.key,
+                headers, data = await self._call("GET", "b/{}/o/{}", self.bucket, self.key,
                                                     alt="media")
             except FileNotFoundError:
                 return None
@@ -162,7 +196,7 @@ class GCSObject(ConditionalObject):
     def _generation(self) -> str | None:
         async def go() -> str | None:
             try:
-                meta = await self.fs._call("GET", "b/{}/o/{}", self.bucket, self.key,
+                meta = await self._call("GET", "b/{}/o/{}", self.bucket, self.key,
                                            json_out=True)
             except FileNotFoundError:
                 return None
@@ -179,7 +213,7 @@ class GCSObject(ConditionalObject):
 
         async def go() -> str | None:
             try:
-                meta = await self.fs._call(
+                meta = await self._call(
                     "POST", f"{self.fs._location}/upload/storage/v1/b/{quote(self.bucket)}/o",
                     uploadType="multipart", ifGenerationMatch=generation,
                     headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
@@ -198,7 +232,7 @@ class GCSObject(ConditionalObject):
     def delete(self, version: str) -> bool:
         async def go() -> bool:
             try:
-                await self.fs._call("DELETE", "b/{}/o/{}", self.bucket, self.key,
+                await self._call("DELETE", "b/{}/o/{}", self.bucket, self.key,
                                     ifGenerationMatch=version)
             except (FileExistsError, FileNotFoundError):
                 return False
@@ -210,10 +244,16 @@ class GCSObject(ConditionalObject):
 
 
 class AzureObject(ConditionalObject):
-    """Through adlfs's azure-storage-blob service client (its credentials and retries)."""
+    """Through adlfs's azure-storage-blob service client (its credentials, and its retries
+    unless the object makes one attempt per operation)."""
 
     def _blob(self) -> Any:
         return self.fs.service_client.get_blob_client(self.bucket, self.key)
+
+    @property
+    def _options(self) -> dict[str, Any]:
+        """Per-request options: no retries by the client's policy for one attempt."""
+        return {} if self.attempt_timeout is None else {"retry_total": 0}
 
     def read(self) -> tuple[bytes, str] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -221,7 +261,7 @@ class AzureObject(ConditionalObject):
         async def go() -> tuple[bytes, str] | None:
             async with self._blob() as blob:
                 try:
-                    stream = await blob.download_blob()
+                    stream = await blob.download_blob(**self._options)
                     data = await stream.readall()
                 except ResourceNotFoundError:
                     return None
@@ -235,7 +275,7 @@ class AzureObject(ConditionalObject):
         async def go() -> str | None:
             async with self._blob() as blob:
                 try:
-                    result = await blob.upload_blob(data, **condition)
+                    result = await blob.upload_blob(data, **condition, **self._options)
                 except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                     return None
                 return str(result["etag"])
@@ -258,7 +298,8 @@ class AzureObject(ConditionalObject):
             async with self._blob() as blob:
                 try:
                     await blob.delete_blob(etag=version,
-                                           match_condition=MatchConditions.IfNotModified)
+                                           match_condition=MatchConditions.IfNotModified,
+                                           **self._options)
                 except (ResourceModifiedError, ResourceNotFoundError):
                     return False
                 return True
@@ -271,9 +312,11 @@ class PlainObject(ConditionalObject):
 
     atomic = False
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *,
+                 attempt_timeout: float | None = None) -> None:
         self.url = url
         self.storage_options = storage_options
+        self.attempt_timeout = attempt_timeout  # not applied: plain calls retry themselves
 
     @staticmethod
     def _version(data: bytes) -> str:
@@ -317,9 +360,10 @@ _KINDS: dict[str, type[ConditionalObject]] = {
 }
 
 
-def conditional_object(url: str, storage_options: Mapping[str, Any] | None = None
-                       ) -> ConditionalObject:
+def conditional_object(url: str, storage_options: Mapping[str, Any] | None = None, *,
+                       attempt_timeout: float | None = None) -> ConditionalObject:
     """The conditional operations for the object at ``url`` (with the store's own
-    preconditions for S3, GCS and Azure Blob; :class:`PlainObject` for any other store)."""
+    preconditions for S3, GCS and Azure Blob; :class:`PlainObject` for any other store).
+    ``attempt_timeout``: one attempt per operation, of at most that many seconds."""
     kind = _KINDS.get(protocol_of(url), PlainObject)
-    return kind(url, storage_options)
+    return kind(url, storage_options, attempt_timeout=attempt_timeout)

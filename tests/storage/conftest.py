@@ -51,6 +51,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_STALL = 0  # FlakyProxy "status" of a request that is never answered
+
+
 class FlakyProxy:
     """A TCP proxy in front of one server that can fail on demand.
 
@@ -59,6 +62,8 @@ class FlakyProxy:
     next ``count`` requests (None: all, until ``heal()``) with ``status`` on new connections
     and drops the open ones. ``cut_after(nbytes, status)`` forwards ``nbytes`` more request
     bytes, then drops every connection and answers everything after with ``status``.
+    ``stall(count)`` reads the next ``count`` requests and never answers them (the client
+    waits until its own timeout, or until ``heal()``/``drop()``).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -110,6 +115,9 @@ class FlakyProxy:
         with self._lock:
             self._status, self._status_count = status, count
         self.drop()
+
+    def stall(self, count: int | None = None) -> None:
+        self.fail(_STALL, count)
 
     def cut_after(self, nbytes: int, status: int = 403) -> None:
         with self._lock:
@@ -168,6 +176,13 @@ class FlakyProxy:
                 if not chunk:
                     break
                 data += chunk
+            if status == _STALL:  # silent until the client gives up or the proxy drops it
+                with self._lock:
+                    self._conns.add(client)
+                client.settimeout(None)
+                while client.recv(65536):
+                    pass
+                return
             reason = {403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable",
                       429: "Too Many Requests"}.get(status, "Error")
             client.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n"
