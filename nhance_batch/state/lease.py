@@ -31,7 +31,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -627,22 +626,23 @@ class StoreLease(Lease):
     def _retrying(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)``, tried again after transient store errors (backoff 0.2 s doubling
         to 2 s, with jitter) while the next try can still start before :meth:`_deadline`."""
-        from nhance_batch.storage.retry import is_transient
+        from nhance_batch.storage.retry import RetryPolicy, is_transient
 
         deadline = self._deadline()
-        delay = _RETRY_FIRST_S
+        backoff = RetryPolicy(base=_RETRY_FIRST_S, cap=_RETRY_MAX_S)
+        attempt = 0
         while True:
             try:
                 return fn(*args)
             except Exception as exc:  # noqa: BLE001 - judged below
-                wait = delay * (0.5 + random.random() / 2)
+                wait = backoff.delay(attempt)
                 if not is_transient(exc) or time.monotonic() + wait >= deadline:
                     raise
                 log.warning("lease %s: %s: %s; trying again in %.1f s", self.path,
                             type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc)
                             else "", wait)
                 time.sleep(wait)
-                delay = min(delay * 2, _RETRY_MAX_S)
+                attempt += 1
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

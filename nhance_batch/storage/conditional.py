@@ -184,7 +184,7 @@ class GCSObject(ConditionalObject):
         async def go() -> tuple[bytes, str] | None:
             try:
                 headers, data = await self._call("GET", "b/{}/o/{}", self.bucket, self.key,
-                                                    alt="media")
+                                                 alt="media")
             except FileNotFoundError:
                 return None
             generation = headers.get("X-Goog-Generation")
@@ -197,7 +197,7 @@ class GCSObject(ConditionalObject):
         async def go() -> str | None:
             try:
                 meta = await self._call("GET", "b/{}/o/{}", self.bucket, self.key,
-                                           json_out=True)
+                                        json_out=True)
             except FileNotFoundError:
                 return None
             return str(meta["generation"])
@@ -233,7 +233,7 @@ class GCSObject(ConditionalObject):
         async def go() -> bool:
             try:
                 await self._call("DELETE", "b/{}/o/{}", self.bucket, self.key,
-                                    ifGenerationMatch=version)
+                                 ifGenerationMatch=version)
             except (FileExistsError, FileNotFoundError):
                 return False
             return True
