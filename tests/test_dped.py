@@ -104,3 +104,22 @@ def test_mixed_precision_close_to_float32(models_dir, real_frame, precision):
     psnr = 10 * np.log10(1 / np.mean((np.clip(full, 0, 1) - np.clip(mixed, 0, 1)) ** 2))
     assert psnr > 30, psnr
     assert np.abs(full - mixed).max() > 0  # it really ran in lower precision
+
+
+def test_fused_instance_norm_equals_the_plain_one():
+    """TensorFlow's fused batch norm of one image at a time (the enhancer's path on that
+    backend) is the instance norm of the plain ops, for one image and for a batch."""
+    import tensorflow as tf
+
+    from nhance_batch.model.dped import forward
+
+    weights = DPEDWeights.random(3)
+    x = np.random.default_rng(4).random((3, 21, 34, 3)).astype(np.float32)
+    for batch in (x[:1], x):
+        plain = tf.function(lambda t: forward(t, weights))(batch).numpy()
+        fused = tf.function(lambda t: forward(t, weights, fused_norm=True))(batch).numpy()
+        assert np.abs(fused - plain).max() <= 1e-5
+    graph = tf.function(lambda t: forward(t, weights, fused_norm=True)).get_concrete_function(
+        tf.TensorSpec(x.shape, tf.float32)).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert "FusedBatchNormV3" in ops and "Mean" not in ops

@@ -197,14 +197,15 @@ class Enhancer:
 
         weights, precision = self._weights, self.config.precision
         scale = float(np.iinfo(dtype).max)
+        backend = keras.backend.backend()
 
         def run(x):
-            y = forward(ops.cast(x, "float32") / scale, weights, precision)
+            y = forward(ops.cast(x, "float32") / scale, weights, precision,
+                        fused_norm=backend == "tensorflow")
             if as_float:
                 return y
             return ops.cast(ops.round(ops.clip(y, 0.0, 1.0) * 255.0), "uint8")
 
-        backend = keras.backend.backend()
         if backend == "tensorflow":
             import tensorflow as tf
 
