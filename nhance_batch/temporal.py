@@ -55,28 +55,38 @@ neighbours by ``exp(4 / (2 radius + 1))``.
 """
 
 
-def _to_unit(frames: np.ndarray) -> np.ndarray:
-    """Frames as float in [0, 1]: integers are scaled by their dtype's max, floats kept."""
-    frames = np.asarray(frames)
-    if np.issubdtype(frames.dtype, np.integer):
-        return frames.astype(np.float64) / float(np.iinfo(frames.dtype).max)
-    return frames
-
-
 def _check_frames(frames: np.ndarray, name: str) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected {name} [n, H, W, 3], got shape {frames.shape}")
 
 
-def _channel_means(frames: np.ndarray) -> np.ndarray:
-    """Per-frame, per-channel means as float64 ``[n, 3]``, each frame reduced on its own.
+def _channel_means(frames: np.ndarray, clip: bool = False) -> np.ndarray:
+    """Per-frame, per-channel means in [0, 1] units as float64 ``[n, 3]``, each frame reduced
+    on its own: integer frames exactly (an integer sum over the dtype's max times the pixel
+    count), float frames (clipped to [0, 1] when ``clip``) summed in float64.
 
     Reducing frame by frame keeps a frame's mean independent of how many frames come with
-    it, so chunked and whole-video runs agree bit for bit.
+    it, so chunked and whole-video runs agree bit for bit. Each frame is summed over its rows
+    first (contiguous rows of ``W * 3`` values, then the 3 channels of each column): the same
+    order for every frame of a shape, and about ten times faster than reducing ``[H * W, 3]``
+    over its long axis.
     """
+    frames = np.asarray(frames)
     means = np.empty((len(frames), 3), np.float64)
+    if len(frames) == 0:
+        return means
+    height, pixels = frames.shape[1], frames.shape[1] * frames.shape[2]
+    if np.issubdtype(frames.dtype, np.integer):
+        scale = float(np.iinfo(frames.dtype).max) * pixels
+        for i, frame in enumerate(frames):
+            sums = frame.reshape(height, -1).sum(axis=0, dtype=np.int64)
+            means[i] = sums.reshape(-1, 3).sum(axis=0) / scale
+        return means
     for i, frame in enumerate(frames):
-        means[i] = frame.reshape(-1, 3).mean(axis=0, dtype=np.float64)
+        if clip:
+            frame = np.clip(frame, 0.0, 1.0)
+        sums = frame.reshape(height, -1).sum(axis=0, dtype=np.float64)
+        means[i] = sums.reshape(-1, 3).sum(axis=0) / pixels
     return means
 
 
@@ -98,8 +108,12 @@ def frame_gains(inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
     _check_frames(outputs, "outputs")
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} input frames but {len(outputs)} output frames")
-    mean_in = _channel_means(_to_unit(inputs))
-    mean_out = _channel_means(np.clip(outputs, 0.0, 1.0))
+    return _gains(_channel_means(inputs), outputs)
+
+
+def _gains(mean_in: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """:func:`frame_gains` from the inputs' channel means."""
+    mean_out = _channel_means(outputs, clip=True)
     return np.log((mean_out + GAIN_EPS) / (mean_in + GAIN_EPS))
 
 
@@ -111,7 +125,12 @@ def gain_weights(inputs: np.ndarray) -> np.ndarray:
     """
     inputs = np.asarray(inputs)
     _check_frames(inputs, "inputs")
-    return np.clip(_channel_means(_to_unit(inputs)) / DARK_LEVEL, 0.0, 1.0)
+    return _weights(_channel_means(inputs))
+
+
+def _weights(mean_in: np.ndarray) -> np.ndarray:
+    """:func:`gain_weights` from the inputs' channel means."""
+    return np.clip(mean_in / DARK_LEVEL, 0.0, 1.0)
 
 
 def smooth_gains(gains: np.ndarray, radius: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -247,13 +266,20 @@ class ChunkStabiliser:
         n, size = len(self.inputs), self.own.stop - self.own.start
         self.gains = np.full((n, 3), np.nan)
         self.weights = np.empty((n, 3))
+        self.means = np.empty((n, 3))  # the inputs' channel means, measured once per frame
         self.own_outputs = np.empty((size, *self.inputs.shape[1:]), np.float32)
 
     def add(self, start: int, outputs: np.ndarray) -> None:
         """The model's float output for ``inputs[start:start + len(outputs)]``."""
         stop = start + len(outputs)
-        self.gains[start:stop] = frame_gains(self.inputs[start:stop], outputs)
-        self.weights[start:stop] = gain_weights(self.inputs[start:stop])
+        outputs = np.asarray(outputs)
+        _check_frames(outputs, "outputs")
+        if stop > len(self.inputs):
+            raise ValueError(f"outputs for frames {start}..{stop - 1} of {len(self.inputs)}")
+        means = _channel_means(self.inputs[start:stop])
+        self.means[start:stop] = means
+        self.gains[start:stop] = _gains(means, outputs)
+        self.weights[start:stop] = _weights(means)
         lo, hi = max(start, self.own.start), min(stop, self.own.stop)
         if lo < hi:
             self.own_outputs[lo - self.own.start:hi - self.own.start] = outputs[lo - start:
@@ -271,7 +297,7 @@ class ChunkStabiliser:
             t = slice(start + i, start + i + 1)
             corrected = stabilise(self.own_outputs[i:i + 1], self.gains[t], smoothed[t])
             frames[i] = quantize(corrected, self.dtype)[0]
-            after[i] = frame_gains(self.inputs[t], corrected)[0]
+            after[i] = _gains(self.means[t], corrected)[0]
         return TemporalResult(frames, self.gains[self.own].copy(), after)
 
 

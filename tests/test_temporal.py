@@ -295,3 +295,20 @@ def test_auto_chunk_frames_follow_the_frame_size(monkeypatch):
     assert auto_chunk_frames(1280, 720, 3) == 52
     assert ChunkConfig(chunk_frames=0, overlap=3).frames_for(1280, 720) == 52
     assert ChunkConfig(chunk_frames=7, overlap=3).frames_for(1280, 720) == 7
+
+
+def test_integer_channel_means_are_exact():
+    """Integer frames are averaged exactly (an integer sum per channel over max x pixels),
+    each frame on its own, whatever comes with it."""
+    from nhance_batch.temporal import _channel_means
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.uint8, np.uint16):
+        top = np.iinfo(dtype).max
+        frames = rng.integers(0, top + 1, (3, 17, 29, 3), dtype=dtype)
+        means = _channel_means(frames)
+        for i in range(3):
+            for c in range(3):
+                exact = int(frames[i, ..., c].astype(np.int64).sum()) / (17 * 29 * top)
+                assert means[i, c] == exact
+        np.testing.assert_array_equal(_channel_means(frames[1:2]), means[1:2])
