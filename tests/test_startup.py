@@ -35,3 +35,25 @@ def test_object_store_is_sized_to_the_work_in_flight(monkeypatch):
     assert ray_executor._local_object_store_bytes(1) == 256 << 20  # the floor
     monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 40))
     assert ray_executor._local_object_store_bytes(8) <= 4 << 30  # the cap
+
+
+def test_shutdown_ends_the_autoscaler_monitor_first():
+    """The embedded Ray's autoscaler monitor ignores SIGTERM for the second ``ray.shutdown``
+    waits on it; the executor ends it at once, and the shutdown leaves no process behind."""
+    code = (
+        "import ray, psutil\n"
+        "from nhance_batch.pipeline.ray_executor import _stop_autoscaler_monitor\n"
+        "ray.init(address='local', include_dashboard=False, _node_ip_address='127.0.0.1',\n"
+        "         num_cpus=1, object_store_memory=256 << 20)\n"
+        "node = ray._private.worker._global_node\n"
+        "pids = [i.process.pid for v in node.all_processes.values() for i in v]\n"
+        "monitor = node.all_processes['monitor'][0].process\n"
+        "print(_stop_autoscaler_monitor(), monitor.poll() is not None)\n"
+        "ray.shutdown()\n"
+        "import time; time.sleep(0.5)\n"
+        "print(sum(psutil.pid_exists(p) and psutil.Process(p).status() != 'zombie'\n"
+        "          for p in pids))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["True", "True", "0"], out
+

@@ -91,3 +91,27 @@ def test_model_that_cannot_load_ends_the_run_with_its_error(local_ray, clips, tm
     assert re.search("no enhancer actor could start: CheckpointError: .*data file",
                      str(raised[0]))
     assert not (tmp_path / "out" / "audio.mp4").exists()
+
+
+def test_cpu_actors_start_without_warm_up_tasks(monkeypatch, local_ray):
+    """Warm-up tasks go out only on a cluster with GPUs: CPU actors need every core for their
+    own start."""
+    import ray
+
+    sent: list[str] = []
+
+    class Counting:
+        def remote(self):
+            sent.append("warm_up")
+
+    real = ray_executor._remote_functions
+    monkeypatch.setattr(ray_executor, "_remote_functions",
+                        lambda *a: (*real(*a)[:4], Counting()))
+    monkeypatch.setattr(ray_executor.RayExecutor, "_add_actor", lambda self: None)
+    for gpus, expected in ((0.0, 0), (1.0, min(int(ray.cluster_resources()["CPU"]),
+                                                 ray_executor.WARM_UP_TASKS))):
+        sent.clear()
+        resources = {**ray.cluster_resources(), "GPU": gpus}
+        monkeypatch.setattr(ray, "cluster_resources", lambda r=resources: r)
+        ray_executor.RayExecutor(ModelConfig(), ClusterConfig()).start()
+        assert len(sent) == expected
