@@ -37,23 +37,29 @@ def test_object_store_is_sized_to_the_work_in_flight(monkeypatch):
     assert ray_executor._local_object_store_bytes(8) <= 4 << 30  # the cap
 
 
+
 def test_shutdown_ends_the_autoscaler_monitor_first():
     """The embedded Ray's autoscaler monitor ignores SIGTERM for the second ``ray.shutdown``
-    waits on it; the executor ends it at once, and the shutdown leaves no process behind."""
+    waits on it; the executor's shutdown has ended it before Ray's own shutdown starts, and
+    leaves no process of the node behind."""
     code = (
-        "import ray, psutil\n"
-        "from nhance_batch.pipeline.ray_executor import _stop_autoscaler_monitor\n"
+        "import time, ray, psutil\n"
+        "from nhance_batch.config import ClusterConfig, ModelConfig\n"
+        "from nhance_batch.pipeline.ray_executor import RayExecutor\n"
         "ray.init(address='local', include_dashboard=False, _node_ip_address='127.0.0.1',\n"
         "         num_cpus=1, object_store_memory=256 << 20)\n"
         "node = ray._private.worker._global_node\n"
         "pids = [i.process.pid for v in node.all_processes.values() for i in v]\n"
         "monitor = node.all_processes['monitor'][0].process\n"
-        "print(_stop_autoscaler_monitor(), monitor.poll() is not None)\n"
-        "ray.shutdown()\n"
-        "import time; time.sleep(0.5)\n"
-        "print(sum(psutil.pid_exists(p) and psutil.Process(p).status() != 'zombie'\n"
-        "          for p in pids))\n")
+        "seen = []\n"
+        "real = ray.shutdown\n"
+        "ray.shutdown = lambda: (seen.append(monitor.poll() is not None), real())\n"
+        "executor = RayExecutor(ModelConfig(), ClusterConfig())\n"
+        "executor._started_ray = True  # as start() marks the instance it started\n"
+        "executor.shutdown()\n"
+        "time.sleep(0.5)\n"
+        "print(seen, sum(psutil.pid_exists(p) and psutil.Process(p).status() != 'zombie'\n"
+        "                for p in pids))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120).stdout.split()
-    assert out == ["True", "True", "0"], out
-
+                         check=True, timeout=120).stdout.strip()
+    assert out == "[True] 0", out

@@ -104,8 +104,9 @@ def forward(x, weights: DPEDWeights, compute_dtype: str = "float32", *,
     """The generator on a batch ``x`` of RGB in [0, 1], shape [N, H, W, 3]; returns float32 RGB.
 
     With ``compute_dtype`` bfloat16/float16, convolutions run in that type while the instance-norm
-    statistics and the output stay float32. ``fused_norm`` (TensorFlow backend, static batch
-    size) computes each instance norm as TensorFlow's fused batch norm of one image at a time.
+    statistics and the output stay float32. ``fused_norm`` (TensorFlow backend) computes each
+    instance norm as TensorFlow's fused batch norm of one image at a time where the batch size
+    is known when the graph is built (else the plain ops).
     """
     from keras import ops
 
@@ -136,7 +137,7 @@ def forward(x, weights: DPEDWeights, compute_dtype: str = "float32", *,
     def inorm(t, i):
         shift, scale = weights.norms[NORMED_CONVS.index(i)]
         t = ops.cast(t, "float32")
-        if fused_norm:
+        if fused_norm and t.shape[0] is not None:
             return _fused_instance_norm(t, shift, scale)
         mean = ops.mean(t, axis=(1, 2), keepdims=True)
         var = ops.mean(ops.square(t - mean), axis=(1, 2), keepdims=True)
@@ -158,10 +159,11 @@ def _fused_instance_norm(t, shift, scale):
     take about eight: a quarter of a CPU forward pass at 320x180 was spent there."""
     import tensorflow as tf
 
+    scale, shift = tf.cast(scale, tf.float32), tf.cast(shift, tf.float32)
+
     def one(image):
-        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            image, tf.cast(scale, tf.float32), tf.cast(shift, tf.float32), epsilon=INORM_EPS,
-            is_training=True)
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(image, scale, shift, epsilon=INORM_EPS,
+                                                   is_training=True)
         return y
 
     count = t.shape[0]

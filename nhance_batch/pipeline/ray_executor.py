@@ -526,7 +526,7 @@ def _stop_autoscaler_monitor() -> bool:
     ``ray.shutdown`` stops the node's processes one after the other, each with SIGTERM and up
     to a second's wait before SIGKILL. The autoscaler monitor (which has nothing to scale on a
     local instance and no state to save) does not exit on SIGTERM within that second, so every
-    local run's shutdown waited a full second for it (1.36 s in all, 0.35 s without it).
+    local run's shutdown waited a full second for it (1.36 s in all, 0.34 s without it).
     Ray's node handle is private API: anything unexpected leaves the shutdown as it was.
     """
     try:
