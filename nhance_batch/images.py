@@ -17,7 +17,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray
     """The image at ``path`` as uint8 RGB [H, W, 3].
 
     PIL reads still-image formats; anything else is opened with the media layer's safe open
-    (:func:`nhance_batch.media._open.open_input`: real media containers only, never a
+    (:func:`nhance_batch.media.safe_open.open_input`: real media containers only, never a
     playlist, script or a file that makes FFmpeg open others) and its first frame is used.
     Images of more than ``max_pixels`` pixels (default: the job's limit, 8192x8192) are
     refused before they are decoded.
@@ -44,7 +44,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray
         raise ImageError(f"{path}: {exc}") from exc
     except (UnidentifiedImageError, OSError) as pil_error:
         from nhance_batch.media import MediaError
-        from nhance_batch.media._open import open_input
+        from nhance_batch.media.safe_open import open_input
 
         try:
             with open_input(path) as container:

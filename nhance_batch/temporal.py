@@ -34,9 +34,9 @@ from nhance_batch.config import DEFAULT_TEMPORAL_RADIUS as DEFAULT_RADIUS  # noq
 # Chosen with ``bench/temporal_radius.py`` (real iphone DPED): on synthetic per-frame
 # brightness flicker R=3 removes 85-88 % of the model's added flicker, where the reduction
 # levels off (R=2: 74-82 %, R=4: 86-89 %, R=12: 88-91 %); on carphone.mp4 / bikes.mp4 it
-# removes 72 % / 58 %. A brightness step stays whole outside ``±R`` frames. It fits the
-# default chunk overlap of 4, at a cost of ``2 * 3 / chunk_frames`` redundant frames per
-# chunk when the overlap is only there for it.
+# removes 72 % / 58 %. A brightness step stays whole outside ``±R`` frames. The default chunk
+# overlap equals the radius (3), at a cost of ``2 * 3 / chunk_frames`` redundant frames per
+# chunk.
 
 
 GAIN_EPS: float = 1.0 / 255.0

@@ -220,7 +220,7 @@ def open_browser_video(
     """
     import av
 
-    from nhance_batch.media._open import _ffmpeg_reason, open_input, open_output
+    from nhance_batch.media.safe_open import _ffmpeg_reason, open_input, open_output
     from nhance_batch.media.encode import mov_options
 
     settings = encoding or BrowserEncoding()

@@ -89,7 +89,7 @@ def iter_frames(
     import av
 
     from nhance_batch.media._color import Converter, sws_colorspace, sws_range
-    from nhance_batch.media._open import _ffmpeg_reason, open_input
+    from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
     from nhance_batch.media.errors import MediaError
 
     spath = os.fspath(path)

@@ -8,7 +8,6 @@ took them); local paths are used in place.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,15 +62,3 @@ def exists(url: str, storage_options: dict | None = None) -> bool:
     from nhance_batch import storage
 
     return storage.exists(url, storage.options_for(url, storage_options or {}))
-
-
-def local_name(url: str) -> str | None:
-    """The local path of ``url``, None for a store URL."""
-    from nhance_batch import storage
-
-    return storage.local_path(url) if storage.is_local_url(url) else None
-
-
-def relpath_url(url: str, start: str) -> str:
-    """``url`` relative to the folder ``start`` (both under the same root), with ``/``."""
-    return os.path.relpath(url, start).replace(os.sep, "/")

@@ -41,8 +41,8 @@ def bench(size, batch, jit, autotune_only, precision, threads, rounds, random_we
     """Time the enhancer after warm-up on the path autotuned for this machine (or the one
     --jit/--batch fix): GFLOP/s (2 x 399,744 FLOP per pixel), the same run's float32 matmul
     GFLOP/s (2048^3, the backend's default kernels) and their ratio."""
-    from nhance_batch.bench import autotune_only as decide_only
-    from nhance_batch.bench import run_bench
+    from nhance_batch.model.speed import autotune_only as decide_only
+    from nhance_batch.model.speed import run_bench
     from nhance_batch.config import ModelConfig
 
     config = ModelConfig(name=model_name, path=model_path, precision=precision, threads=threads,

@@ -31,12 +31,12 @@ def _human_seconds(s: float | None) -> str:
 
 def make_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, calibrate: bool = True,
               recalibrate: bool = False):
-    """The :class:`~nhance_batch.plan.JobPlan` of a RunConfig (calibrating when asked)."""
-    from nhance_batch.plan import plan_job
+    """The :class:`~nhance_batch.estimate.JobPlan` of a RunConfig (calibrating when asked)."""
+    from nhance_batch.estimate import plan_job
 
     calibration = None
     if calibrate:
-        from nhance_batch.plan.calibration import load_or_calibrate
+        from nhance_batch.estimate.calibration import load_or_calibrate
 
         def calibration():  # only once some input is usable
             return load_or_calibrate(config.model, config.encode, refresh=recalibrate)

@@ -23,13 +23,13 @@ def load_content(name: str, *, download: bool = True) -> ContentNetwork:
     if name == "none":
         return ContentNetwork("none", None, "")
     if name == "efficientnet-lite0":
-        from nhance_batch.model import efficientnet
+        from nhance_batch.finetune import efficientnet
 
         path = efficientnet.default_weights_path()
         net = efficientnet.EfficientNetLite0.load(path)
         return ContentNetwork(name, lambda x: efficientnet.features(x, net), str(path))
     if name == "vgg19":
-        from nhance_batch.model import vgg19
+        from nhance_batch.finetune import vgg19
         from nhance_batch.model.registry import resolve_content
 
         path = resolve_content("vgg19", download=download)

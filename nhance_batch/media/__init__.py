@@ -7,7 +7,7 @@ from nhance_batch.media.assemble import assemble, output_container
 from nhance_batch.media.decode import Frames, decode_all, decode_chunk
 from nhance_batch.media.encode import encode_part, encoder_settings
 from nhance_batch.media.errors import MediaError
-from nhance_batch.media.plan import Chunk, PtsWindow, chunk_info, plan_chunks
+from nhance_batch.media.chunks import Chunk, PtsWindow, chunk_info, plan_chunks
 from nhance_batch.media.probe import ColorInfo, StreamInfo, VideoInfo, probe
 
 __all__ = [

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nhance_batch.config import EncodeConfig
-from nhance_batch.media._open import _ffmpeg_reason, open_input, open_output
+from nhance_batch.media.safe_open import _ffmpeg_reason, open_input, open_output
 from nhance_batch.media.encode import LOSSLESS_CODEC, encoder_settings, mov_options
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.probe import VideoInfo, probe

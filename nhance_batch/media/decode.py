@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
-from nhance_batch.media._open import _ffmpeg_reason, open_input
+from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
-from nhance_batch.media.plan import Chunk
+from nhance_batch.media.chunks import Chunk
 from nhance_batch.media.probe import VideoInfo
 
 if TYPE_CHECKING:

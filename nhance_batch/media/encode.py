@@ -37,7 +37,7 @@ import numpy as np
 
 from nhance_batch.config import EncodeConfig
 from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
-from nhance_batch.media._open import _ffmpeg_reason, open_output
+from nhance_batch.media.safe_open import _ffmpeg_reason, open_output
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.probe import VideoInfo
 

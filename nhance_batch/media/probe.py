@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from nhance_batch.media._open import _ffmpeg_reason, open_input
+from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
 
 if TYPE_CHECKING:

@@ -1,2 +1,4 @@
-"""The enhancer model: the DPED generator (``dped``), its TF1 checkpoint reader
-(``checkpoint``), the model registry (``registry``) and the enhancement stage (``enhancer``)."""
+"""The enhancer model: the DPED generator in Keras ops (``dped``), its TF1 checkpoint reader
+(``checkpoint``), the model registry (``registry``), the Keras backend choice (``backend``), the
+enhancement stage (``enhancer``), its measured fastest path (``autotune``) and its speed against
+the machine's matmul rate (``speed``)."""

@@ -143,15 +143,15 @@ class Scheduler:
         elif why and not video.note:
             video.note = why
         self.infos[vid] = info
-        self.plan(video, info)
+        self.cut_chunks(video, info)
         video.status = RUNNING
         self.video_started[vid] = time.monotonic()
         self.reporter.add_total(video.frames)
         self.state.video_changed(video)
         self.queue_chunks(vid)
 
-    def plan(self, video: VideoRecord, info: Any) -> None:
-        """Cut ``video`` into chunks, keeping the recorded plan when it still fits."""
+    def cut_chunks(self, video: VideoRecord, info: Any) -> None:
+        """Cut ``video`` into chunks, keeping the recorded chunks when they still fit."""
         chunking = self.config.chunk
         chunk_frames = chunking.frames_for(info.width, info.height)
         if (video.chunks and video.frames == info.frame_count
@@ -169,10 +169,10 @@ class Scheduler:
         from nhance_batch.media import chunk_info
 
         video, info = self.videos[vid], self.infos[vid]
-        plan = stages.Chunk(chunk.index, chunk.start, chunk.end, chunk.ctx_start,
-                            chunk.ctx_end)
+        window = stages.Chunk(chunk.index, chunk.start, chunk.end, chunk.ctx_start,
+                              chunk.ctx_end)
         return stages.ChunkTask(
-            vid, self.source(video), chunk_info(info, plan), plan,
+            vid, self.source(video), chunk_info(info, window), window,
             self.layout.part(video.relative, chunk.index), self.config.temporal_radius,
             self.config.encode, attempt=chunk.attempts + 1,
             output_options=self.layout.output_options)

@@ -55,7 +55,7 @@ def _legacy_pth(payload) -> bytes:
 
 
 def test_torch_reader_refuses_code_in_a_weights_file(tmp_path):
-    from nhance_batch.model.efficientnet import TorchFileError, read_torch_state_dict
+    from nhance_batch.finetune.efficientnet import TorchFileError, read_torch_state_dict
 
     class Evil:
         def __reduce__(self):
@@ -72,7 +72,7 @@ def test_torch_reader_refuses_code_in_a_weights_file(tmp_path):
 
 def test_torch_reader_honours_strides(tmp_path):
     """A transposed tensor (non-contiguous strides) comes back in its logical layout."""
-    from nhance_batch.model.efficientnet import read_torch_state_dict
+    from nhance_batch.finetune.efficientnet import read_torch_state_dict
 
     # hand-written pickle: OrderedDict({"w": _rebuild_tensor_v2(storage '0', 0, (2, 3), (1, 2))})
     body = (b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00wq\x02"
@@ -96,7 +96,7 @@ def _fake_vgg_mat(path, channels: int = 4, seed: int = 0):
     random kernels stored width-first, as the published file stores them."""
     import scipy.io
 
-    from nhance_batch.model.vgg19 import LAYERS
+    from nhance_batch.finetune.vgg19 import LAYERS
 
     rng = np.random.default_rng(seed)
     layers = np.empty((1, len(LAYERS)), dtype=object)
@@ -123,7 +123,7 @@ def _reference_features(x: np.ndarray, whwo: dict) -> np.ndarray:
     """relu5_4 with scipy: SAME correlation over the HWIO (= transposed WHIO) kernels."""
     from scipy.signal import correlate
 
-    from nhance_batch.model.vgg19 import LAYERS, MEAN_RGB
+    from nhance_batch.finetune.vgg19 import LAYERS, MEAN_RGB
 
     t = x[0] * 255.0 - MEAN_RGB
     for name in LAYERS:

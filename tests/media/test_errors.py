@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nhance_batch.media import MediaError, probe
-from nhance_batch.media import _open
+from nhance_batch.media import safe_open
 from tests.media.makemedia import AUDIO_RATE
 
 
@@ -141,7 +141,7 @@ def test_nothing_outside_the_input_is_opened(
     assert opened, "the detector should see FFmpeg following the script"
 
     # With the text sniffing switched off, FFmpeg itself must refuse the demuxer.
-    monkeypatch.setattr(_open, "_sniff_script", lambda head: None)
+    monkeypatch.setattr(safe_open, "_sniff_script", lambda head: None)
     with _open_detector(tmp_path / "target2.mp4") as opened:
         path.write_text(script("target2.mp4"))
         err = _refused(path, demuxer, "not allowed")

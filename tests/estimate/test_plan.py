@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from nhance_batch.cli import cli
 from nhance_batch.config import ChunkConfig, EncodeConfig, LimitsConfig, ModelConfig
-from nhance_batch.plan import calibration as cal
-from nhance_batch.plan import plan_job
-from nhance_batch.plan.rates import load_rates, parse_rates
+from nhance_batch.estimate import calibration as cal
+from nhance_batch.estimate import plan_job
+from nhance_batch.estimate.rates import load_rates, parse_rates
 from tests.media.makemedia import make_video
 from tests.pipeline.conftest import make_broken
 

@@ -11,12 +11,12 @@ Work is counted where it is spent: the enhancer runs every frame a chunk decodes
 and the context frames on each side), at 2 x 399,744 FLOP per pixel (:data:`TFLOP` figures);
 decoding covers the same frames, encoding only the chunks' own frames.
 
-Time on this machine comes from a calibration (:mod:`nhance_batch.plan.calibration`): the
+Time on this machine comes from a calibration (:mod:`nhance_batch.estimate.calibration`): the
 enhancer's start-up once, then per video the enhancer's, the decoder's and the encoder's seconds
 at the measured megapixels per second. On a CPU-only machine the three share the same cores, so
 their seconds add up; where the enhancer runs on a GPU, decoding and encoding overlap it and the
 slower side counts. Time on N GPUs of a kind comes from the package's table of measured rates
-(:mod:`nhance_batch.plan.rates`): the enhancer's seconds over N GPUs, and where the table has the
+(:mod:`nhance_batch.estimate.rates`): the enhancer's seconds over N GPUs, and where the table has the
 encode rate of that node's CPUs with the job's encoder settings, the slower of the two (N nodes
 of the measured shape).
 """
@@ -119,7 +119,7 @@ def plan_job(input_spec: str, *, model: Any, chunk: Any, encode: Any, limits: An
         model, chunk, encode, limits: the job's ModelConfig, ChunkConfig, EncodeConfig and
             LimitsConfig (the same objects a run gets).
         gpus: how many GPUs the GPU estimates assume.
-        calibration: this machine's :class:`~nhance_batch.plan.calibration.Calibration`, or
+        calibration: this machine's :class:`~nhance_batch.estimate.calibration.Calibration`, or
             a callable returning it (called only once some input is usable, so that a plan of
             broken or missing inputs measures nothing); None: no estimate for this machine.
         gpu_kind: only this kind from the rate table (None: every kind in it).
@@ -131,7 +131,7 @@ def plan_job(input_spec: str, *, model: Any, chunk: Any, encode: Any, limits: An
     from nhance_batch import storage
     from nhance_batch.media import output_container
     from nhance_batch.pipeline import stages
-    from nhance_batch.plan.rates import load_rates
+    from nhance_batch.estimate.rates import load_rates
 
     if gpus < 1:
         raise ValueError("gpus must be >= 1")

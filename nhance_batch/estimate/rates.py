@@ -90,7 +90,7 @@ class RateTable:
 @lru_cache(maxsize=1)
 def load_rates() -> RateTable:
     """The table shipped in the package."""
-    text = resources.files("nhance_batch.plan").joinpath("gpu_rates.toml").read_text("utf-8")
+    text = resources.files("nhance_batch.estimate").joinpath("gpu_rates.toml").read_text("utf-8")
     return parse_rates(text)
 
 

@@ -1,15 +1,15 @@
 """Plans a job before it runs: probe the inputs, count the work, estimate output size and time
 (here, from a cached calibration; on GPUs, from the package's table of measured rates).
 
-* :mod:`nhance_batch.plan.estimate`: :func:`plan_job` -> :class:`JobPlan` (what ``nhance-batch
+* :mod:`nhance_batch.estimate.estimate`: :func:`plan_job` -> :class:`JobPlan` (what ``nhance-batch
   plan`` and ``run --dry-run`` print);
-* :mod:`nhance_batch.plan.calibration`: this machine's stage rates, measured once per machine,
+* :mod:`nhance_batch.estimate.calibration`: this machine's stage rates, measured once per machine,
   model and encoder setting, cached in the user cache;
-* :mod:`nhance_batch.plan.rates`: the measured GPU rates (``gpu_rates.toml``) with their sources.
+* :mod:`nhance_batch.estimate.rates`: the measured GPU rates (``gpu_rates.toml``) with their sources.
 
 Importing this package is cheap: the heavy imports happen inside the functions.
 """
 
-from nhance_batch.plan.estimate import JobPlan, VideoPlan, plan_job
+from nhance_batch.estimate.estimate import JobPlan, VideoPlan, plan_job
 
 __all__ = ["JobPlan", "VideoPlan", "plan_job"]
