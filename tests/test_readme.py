@@ -1,7 +1,8 @@
 """The README and the docs site agree with the code: the architecture page names every module
 of the package and every path it names exists; the README's command table lists every command;
-the docs pages name every option of `run`, `resume` and `plan`; every page is in the site's nav;
-CI runs the README's install and test commands."""
+the options sections name every option of `run`, `resume` and `plan`, and the pages every
+option of every command; every page is in the site's nav; CI runs the README's install and
+test commands."""
 
 from __future__ import annotations
 
@@ -72,6 +73,13 @@ def test_every_option_is_documented(command):
     names = option_names(cli.commands[command])
     assert names
     assert [n for n in names if not names_option(options, n)] == []
+
+
+def test_every_option_of_every_command_is_in_the_docs():
+    pages = "\n".join(p.read_text() for p in DOCS.rglob("*.md"))
+    missing = [f"{name} {option}" for name, command in sorted(cli.commands.items())
+               for option in option_names(command) if not names_option(pages, option)]
+    assert missing == []
 
 
 def test_the_option_check_sees_a_missing_option():
