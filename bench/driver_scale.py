@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nhance_batch.config import ChunkConfig, ClusterConfig, EncodeConfig, RunConfig  # noqa: E402
 from nhance_batch.media.probe import ColorInfo, VideoInfo  # noqa: E402
 from nhance_batch.pipeline import stages  # noqa: E402
+from nhance_batch.pipeline.busy import BusyMeter  # noqa: E402
 from nhance_batch.pipeline.driver import Driver  # noqa: E402
 
 
@@ -51,12 +52,19 @@ class InstantExecutor:
         self.submitted = 0
         self.first_submit: float | None = None
         self.last_submit = 0.0
+        self._busy = BusyMeter()  # no actor ever computes: an empty record
 
     def start(self) -> None: ...
     def shutdown(self) -> None: ...
 
     def workers(self) -> int:
         return self._workers
+
+    def cpus(self) -> int:
+        return os.cpu_count() or 1
+
+    def busy(self) -> dict:
+        return self._busy.snapshot()
 
     def _put(self, result) -> int:
         handle = next(self._ids)

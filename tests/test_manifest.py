@@ -30,8 +30,8 @@ from nhance_batch.state.manifest import (
     VideoRecord,
     load_manifest,
     save_manifest,
-    summarize_for_status,
 )
+from nhance_batch.state.status import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = {
@@ -318,7 +318,7 @@ def test_summarize_for_status() -> None:
     m = sample_manifest()
     t0 = datetime(2026, 1, 1, 1, 0, 0, tzinfo=timezone.utc)
     # Run 2 has done nothing yet: no rate measured
-    s = summarize_for_status(m, now=t0 + timedelta(seconds=10))
+    s = summarize(m, now=t0 + timedelta(seconds=10))
     assert s["eta_seconds"] is None
     assert s["progress"] == {
         "videos_total": 3, "videos_done": 0, "videos_failed": 1, "frames_total": 27,
@@ -349,15 +349,15 @@ def test_summarize_for_status() -> None:
 
     # Run 2 commits chunk 1 (10 frames) in 20 s: 0.5 frame/s; 7 frames of b.mp4 remain
     m.videos[1].chunks[1].status, m.videos[1].chunks[1].run = DONE, 2
-    s = summarize_for_status(m, now=t0 + timedelta(seconds=20))
+    s = summarize(m, now=t0 + timedelta(seconds=20))
     assert s["progress"]["frames_done"] == 20 and s["progress"]["chunks_done"] == 2
     assert s["eta_seconds"] == pytest.approx(14.0)
     # A finished run is measured to its finish, not to now
     m.runs[1].finished = (t0 + timedelta(seconds=10)).isoformat()
-    s = summarize_for_status(m, now=t0 + timedelta(hours=5))
+    s = summarize(m, now=t0 + timedelta(hours=5))
     assert s["eta_seconds"] == pytest.approx(7.0)
     # Nothing left to do
     m.videos[1].status = DONE
     m.videos[2].status = DONE
-    s = summarize_for_status(m)
+    s = summarize(m)
     assert s["eta_seconds"] == 0.0 and s["progress"]["videos_done"] == 2

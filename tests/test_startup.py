@@ -23,18 +23,22 @@ def test_the_driver_side_imports_no_tensorflow():
 
 
 def test_object_store_is_sized_to_the_work_in_flight(monkeypatch):
-    from nhance_batch.pipeline import ray_executor
+    from nhance_batch.pipeline.ray_executor import chunks_in_flight
+    from nhance_batch.pipeline.ray_session import local_object_store_bytes
+
+    def store(actors: int) -> int:
+        return local_object_store_bytes(chunks_in_flight(actors))
 
     monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 30))
-    one = ray_executor._local_object_store_bytes(1)
-    two = ray_executor._local_object_store_bytes(2)
+    one = store(1)
+    two = store(2)
     # (2 per actor + 1) chunks, decoded + enhanced, 3 bytes a pixel, 20 bytes a pixel budget
     assert one == int((3 * 2 * 3 * ((1 << 30) // 20)) * 5 // 4)
     assert two > one
     monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 20))
-    assert ray_executor._local_object_store_bytes(1) == 256 << 20  # the floor
+    assert store(1) == 256 << 20  # the floor
     monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 40))
-    assert ray_executor._local_object_store_bytes(8) <= 4 << 30  # the cap
+    assert store(8) <= 4 << 30  # the cap
 
 
 

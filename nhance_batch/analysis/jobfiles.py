@@ -24,7 +24,7 @@ def job_manifest(output: str, storage_options: dict | None = None, *,
     from nhance_batch.state.manifest import ManifestError
 
     options = dict(storage_options or {})
-    layout = JobLayout.create(output, output, options, manifest=manifest)
+    layout = JobLayout.for_job(output, options, manifest=manifest)
     recorded = read_manifest(layout.manifest, layout.manifest_options)
     if recorded is None:
         raise ManifestError(f"no job manifest at {layout.manifest}; start one with "

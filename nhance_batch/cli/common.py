@@ -44,7 +44,7 @@ def load_job_manifest(output: str, manifest: str | None, options: dict):
     from nhance_batch.state.manifest import ManifestError
     from nhance_batch.storage import StorageError
 
-    path = JobLayout.create(output, output, options, manifest=manifest).manifest
+    path = JobLayout.for_job(output, options, manifest=manifest).manifest
     try:
         recorded = read_manifest(path, options)
     except (ManifestError, StorageError) as exc:

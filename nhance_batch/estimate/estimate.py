@@ -24,9 +24,20 @@ of the measured shape).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Callable, Union
 
+from nhance_batch.config import ChunkConfig, EncodeConfig, LimitsConfig, ModelConfig
 from nhance_batch.model.dped import FLOPS_PER_PIXEL
+
+if TYPE_CHECKING:
+    from nhance_batch.estimate.calibration import Calibration
+    from nhance_batch.estimate.rates import RateTable
+    from nhance_batch.media.probe import VideoInfo
+    from nhance_batch.pipeline.stages import Failure
+    from nhance_batch.storage import StoredVideo
+
+#: This machine's calibration, or a callable that measures (or reads) it only when called.
+CalibrationSource = Union["Calibration", Callable[[], "Calibration"], None]
 
 
 @dataclass
@@ -77,7 +88,16 @@ class JobPlan:
                 "notes": self.notes}
 
 
-def video_work(info: Any, chunk: Any) -> tuple[int, int, int]:
+@dataclass
+class _Work:
+    """A usable input's plan with what the estimates need of it."""
+
+    plan: VideoPlan
+    pixels: int  # width x height
+    frames: int  # its own frames (the encoder's work)
+
+
+def video_work(info: VideoInfo, chunk: ChunkConfig) -> tuple[int, int, int]:
     """(chunk frames, chunks, frames the enhancer runs) of a probed video under the job's
     :class:`~nhance_batch.config.ChunkConfig`, exactly as the driver plans it."""
     from nhance_batch.media import plan_chunks
@@ -87,7 +107,8 @@ def video_work(info: Any, chunk: Any) -> tuple[int, int, int]:
     return chunk_frames, len(chunks), sum(c.ctx_end - c.ctx_start for c in chunks)
 
 
-def _probe(item: Any, options: dict, limits: Any) -> tuple[Any, int | None]:
+def _probe(item: StoredVideo, options: dict,
+           limits: LimitsConfig) -> tuple[VideoInfo | Failure, int | None]:
     """(VideoInfo or Failure, size in bytes) of a listed input, as the driver probes it."""
     from nhance_batch import storage
     from nhance_batch.pipeline import stages
@@ -104,20 +125,19 @@ def _probe(item: Any, options: dict, limits: Any) -> tuple[Any, int | None]:
     return stages.probe_stage(task), size
 
 
-def _here_seconds(calibration: Any, enhanced_px: float, own_px: float) -> float:
+def _here_seconds(calibration: Calibration, enhanced_px: float, own_px: float) -> float:
     enhance = enhanced_px / 1e6 / calibration.enhance_mpx_s
     media = enhanced_px / 1e6 / calibration.decode_mpx_s + own_px / 1e6 / calibration.encode_mpx_s
     return max(enhance, media) if calibration.gpu else enhance + media
 
 
-def plan_job(input_spec: str, *, model: Any, chunk: Any, encode: Any, limits: Any,
-             storage_options: dict | None = None, gpus: int = 1,
-             calibration: Any = None, gpu_kind: str | None = None) -> JobPlan:
+def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode: EncodeConfig,
+             limits: LimitsConfig, storage_options: dict | None = None, gpus: int = 1,
+             calibration: CalibrationSource = None, gpu_kind: str | None = None) -> JobPlan:
     """Plan the job over ``input_spec`` (a file, folder, glob or store URL).
 
     Args:
-        model, chunk, encode, limits: the job's ModelConfig, ChunkConfig, EncodeConfig and
-            LimitsConfig (the same objects a run gets).
+        model, chunk, encode, limits: the job's configs (the same objects a run gets).
         gpus: how many GPUs the GPU estimates assume.
         calibration: this machine's :class:`~nhance_batch.estimate.calibration.Calibration`, or
             a callable returning it (called only once some input is usable, so that a plan of
@@ -129,63 +149,96 @@ def plan_job(input_spec: str, *, model: Any, chunk: Any, encode: Any, limits: An
         ValueError: ``gpus`` < 1, or ``gpu_kind`` is not in the table.
     """
     from nhance_batch import storage
-    from nhance_batch.media import output_container
-    from nhance_batch.pipeline import stages
     from nhance_batch.estimate.rates import load_rates
 
     if gpus < 1:
         raise ValueError("gpus must be >= 1")
     table = load_rates()
-    kinds = table.kinds()
-    if gpu_kind is not None:
-        if gpu_kind not in kinds:
-            raise ValueError(f"no measured rates for GPU kind {gpu_kind!r}; known: "
-                             f"{', '.join(kinds)}")
-        kinds = [gpu_kind]
+    kinds = _gpu_kinds(table, gpu_kind)
     options = storage_options or {}
     inputs = storage.list_videos(input_spec, options)
     inputs = list({item.source: item for item in inputs}.values())
-
-    videos: list[VideoPlan] = []
-    work: list[tuple[VideoPlan, int, int]] = []  # (plan, width*height, own frames)
+    videos, work = [], []
     for item in inputs:
-        plan = VideoPlan(item.source, item.relative)
+        plan, usable = _plan_video(item, options, chunk, encode, limits)
         videos.append(plan)
-        info, size = _probe(item, options, limits)
-        plan.input_bytes = size
-        if isinstance(info, stages.Failure):
-            plan.error = info.error
-            continue
-        try:
-            output_container(item.relative, info, encode)
-        except Exception as exc:  # noqa: BLE001 - the run would fail this video the same way
-            plan.error = (f"{item.source}: no output container fits "
-                          f"({type(exc).__name__}: {exc})")
-            continue
-        plan.frames, plan.width, plan.height = info.frame_count, info.width, info.height
-        plan.chunk_frames, plan.chunks, plan.enhanced_frames = video_work(info, chunk)
-        pixels = info.width * info.height
-        plan.tflop = round(plan.enhanced_frames * pixels * FLOPS_PER_PIXEL / 1e12, 6)
-        if not encode.lossless:
-            plan.output_bytes = size
-        work.append((plan, pixels, info.frame_count))
+        if usable is not None:
+            work.append(usable)
     if callable(calibration):
         calibration = calibration() if work else None
-    for plan, pixels, frames in work:
-        if encode.lossless and calibration is not None:
-            plan.output_bytes = int(frames * pixels * calibration.encode_bytes_per_px)
-        if calibration is not None:
-            plan.seconds_here = round(_here_seconds(calibration, plan.enhanced_frames * pixels,
-                                                    frames * pixels), 3)
-
+    if calibration is not None:
+        _estimate_here(work, calibration, encode)
     notes: list[str] = []
-    seconds_here = None
-    if calibration is not None and work:
-        seconds_here = round(calibration.startup_s + sum(p.seconds_here for p, _, _ in work), 3)
     estimates, per_kind = _gpu_estimates(table, kinds, work, gpus, model.precision, encode,
                                          notes)
-    usable = [p for p, _, _ in work]
-    total = {
+    total = _totals(videos, work, calibration, encode, gpus=gpus, precision=model.precision,
+                    per_kind=per_kind)
+    return JobPlan(videos, total, calibration.as_dict() if calibration is not None else None,
+                   estimates, notes)
+
+
+def _gpu_kinds(table: RateTable, gpu_kind: str | None) -> list[str]:
+    """The GPU kinds to estimate: ``gpu_kind``, else every kind in the table.
+
+    Raises:
+        ValueError: ``gpu_kind`` is not in the table.
+    """
+    kinds = table.kinds()
+    if gpu_kind is None:
+        return kinds
+    if gpu_kind not in kinds:
+        raise ValueError(f"no measured rates for GPU kind {gpu_kind!r}; known: "
+                         f"{', '.join(kinds)}")
+    return [gpu_kind]
+
+
+def _plan_video(item: StoredVideo, options: dict, chunk: ChunkConfig, encode: EncodeConfig,
+                limits: LimitsConfig) -> tuple[VideoPlan, _Work | None]:
+    """One input's plan, and its work when the run could process it (None: it would fail,
+    and the plan says why)."""
+    from nhance_batch.media import output_container
+    from nhance_batch.pipeline import stages
+
+    plan = VideoPlan(item.source, item.relative)
+    info, size = _probe(item, options, limits)
+    plan.input_bytes = size
+    if isinstance(info, stages.Failure):
+        plan.error = info.error
+        return plan, None
+    try:
+        output_container(item.relative, info, encode)
+    except Exception as exc:  # noqa: BLE001 - the run would fail this video the same way
+        plan.error = (f"{item.source}: no output container fits "
+                      f"({type(exc).__name__}: {exc})")
+        return plan, None
+    plan.frames, plan.width, plan.height = info.frame_count, info.width, info.height
+    plan.chunk_frames, plan.chunks, plan.enhanced_frames = video_work(info, chunk)
+    pixels = info.width * info.height
+    plan.tflop = round(plan.enhanced_frames * pixels * FLOPS_PER_PIXEL / 1e12, 6)
+    if not encode.lossless:
+        plan.output_bytes = size
+    return plan, _Work(plan, pixels, info.frame_count)
+
+
+def _estimate_here(work: list[_Work], calibration: Calibration, encode: EncodeConfig) -> None:
+    """Each usable video's seconds on this machine and, for lossless output, its size."""
+    for item in work:
+        plan, pixels, frames = item.plan, item.pixels, item.frames
+        if encode.lossless:
+            plan.output_bytes = int(frames * pixels * calibration.encode_bytes_per_px)
+        plan.seconds_here = round(_here_seconds(calibration, plan.enhanced_frames * pixels,
+                                                frames * pixels), 3)
+
+
+def _totals(videos: list[VideoPlan], work: list[_Work], calibration: Calibration | None,
+            encode: EncodeConfig, *, gpus: int, precision: str,
+            per_kind: dict[str, float]) -> dict:
+    """The job's totals (``JobPlan.total``)."""
+    usable = [w.plan for w in work]
+    seconds_here = None
+    if calibration is not None and work:
+        seconds_here = round(calibration.startup_s + sum(p.seconds_here for p in usable), 3)
+    return {
         "videos": len(videos),
         "usable": len(usable),
         "failed": len(videos) - len(usable),
@@ -201,18 +254,20 @@ def plan_job(input_spec: str, *, model: Any, chunk: Any, encode: Any, limits: An
         "seconds_here": seconds_here,
         "seconds_per_gpu_kind": per_kind,
         "gpus": gpus,
-        "precision": model.precision,
+        "precision": precision,
     }
-    return JobPlan(videos, total, calibration.as_dict() if calibration is not None else None,
-                   estimates, notes)
 
 
-def _gpu_estimates(table: Any, kinds: list[str], work: list, gpus: int, precision: str,
-                   encode: Any, notes: list[str]) -> tuple[list[dict], dict[str, float]]:
+def _gpu_estimates(table: RateTable, kinds: list[str], work: list[_Work], gpus: int,
+                   precision: str, encode: EncodeConfig,
+                   notes: list[str]) -> tuple[list[dict], dict[str, float]]:
+    """Per GPU kind, the job's seconds on ``gpus`` GPUs and what bounds them; kinds without a
+    measured rate add a note instead."""
     estimates, per_kind = [], {}
     for kind in kinds:
         enhance_s, sources, missing = 0.0, {}, False
-        for plan, pixels, _ in work:
+        for item in work:
+            plan, pixels = item.plan, item.pixels
             found = table.enhancer_rate(kind, precision, plan.width, plan.height)
             if found is None:
                 missing = True
@@ -228,7 +283,7 @@ def _gpu_estimates(table: Any, kinds: list[str], work: list, gpus: int, precisio
                                                                   encode.crf, encode.preset)
         encode_s = None
         if encoder is not None:
-            encode_s = sum(frames * pixels for _, pixels, frames in work) / 1e6 \
+            encode_s = sum(w.frames * w.pixels for w in work) / 1e6 \
                 / (gpus * encoder.mpx_s)
             sources[encoder.source] = None
         seconds = max(enhance_s, encode_s or 0.0)

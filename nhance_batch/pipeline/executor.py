@@ -10,6 +10,7 @@ exceptions. :class:`SequentialExecutor` runs everything in this process, in subm
 from __future__ import annotations
 
 import itertools
+import os
 from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
@@ -22,10 +23,17 @@ class WorkerStartError(RuntimeError):
 
 
 class Executor(Protocol):
-    """What the driver needs from an executor."""
+    """What the driver needs from an executor.
+
+    ``workers`` and ``cpus`` bound the work the scheduler keeps in flight; ``busy`` is the
+    enhancer's busy share so far (a :meth:`~nhance_batch.pipeline.busy.BusyMeter.snapshot`),
+    recorded in the run and shown on the live line.
+    """
 
     def start(self) -> None: ...
     def workers(self) -> int: ...
+    def cpus(self) -> int: ...
+    def busy(self) -> dict: ...
     def submit_probe(self, task: stages.ProbeTask) -> Any: ...
     def submit_chunk(self, task: stages.ChunkTask) -> Any: ...
     def submit_assemble(self, task: stages.AssembleTask) -> Any: ...
@@ -50,6 +58,10 @@ class SequentialExecutor:
 
     def workers(self) -> int:
         return 1
+
+    def cpus(self) -> int:
+        """This machine's CPUs."""
+        return os.cpu_count() or 1
 
     def busy(self) -> dict:
         """The enhancer's busy share: its compute over this process's time since setup."""

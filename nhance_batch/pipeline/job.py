@@ -22,7 +22,7 @@ class ConfigurationError(RuntimeError):
 def configuration_errors() -> tuple[type[BaseException], ...]:
     """The exceptions of :func:`run_job` that mean the job cannot run as configured."""
     from nhance_batch.model.registry import ModelError
-    from nhance_batch.pipeline.driver import LeaseLost
+    from nhance_batch.pipeline.scheduler import LeaseLost
     from nhance_batch.pipeline.executor import WorkerStartError
     from nhance_batch.pipeline.outputs import UnsafeOutput
     from nhance_batch.state.jobstate import JobConfigMismatch

@@ -1,10 +1,10 @@
 """The Ray executor: decode and encode as CPU tasks, enhancement in a pool of actors.
 
 Each chunk becomes a chain of three Ray calls whose intermediate results stay in the object
-store: ``decode`` (CPU task) -> ``EnhancerActor.process`` (the actor holds the model, loaded
-once in its own process) -> ``encode`` (CPU task). The driver only sees the small result
-record at the end. Actors: one per GPU (``num_gpus``), or on a machine without GPUs
-``workers`` CPU actors, each with its share of the cores as math threads.
+store: ``decode`` (CPU task) -> an enhancer actor's ``process`` (the actor holds the model,
+loaded once in its own process; :mod:`~nhance_batch.pipeline.actor_pool`) -> ``encode`` (CPU
+task). The driver only sees the small result record at the end. The connection to Ray (a
+cluster, or an embedded local instance) is :mod:`~nhance_batch.pipeline.ray_session`'s.
 
 Start-up overlaps: :meth:`RayExecutor.start` creates the actors and returns while they load
 the model, so the driver probes and decodes meanwhile. On a cluster with GPUs the CPU workers
@@ -14,21 +14,12 @@ core for their math, and there the warm-up tasks only slowed the actors' own sta
 TensorFlow import: 0.7 s later ready for a one-clip job on 2 cores), since the probe and the
 first decode import the same modules anyway.
 
-Each actor holds at most :data:`MAX_CHUNKS_PER_ACTOR` chunks not yet enhanced (one running,
-one queued behind it); the rest wait here and go to whichever actor frees up first, so no
-actor idles at the end of a job while another still has a queue.
-
-The pool follows the cluster (:meth:`RayExecutor.maintain`, called from :meth:`wait`):
-
-* when GPU nodes join during a run, the pool grows to one actor per ``gpus_per_worker`` GPUs
-  (checked every few seconds);
-* when a node dies, Ray restarts its actors elsewhere (``max_restarts``) once a GPU is free;
-  chunks that were on it come back as retriable failures and the driver redoes them (its
-  manifest covers what Ray cannot recover). An actor whose call failed gets no new work until a
-  health ping answers, so retries go to live actors instead of bouncing off a restarting one;
-  an actor that is gone for good is dropped, and the next growth check replaces it when the
-  cluster has room. Chunks submitted while no actor is available wait here (their decode
-  already running) and are sent as soon as one is.
+Each actor holds at most :data:`~nhance_batch.pipeline.actor_pool.MAX_CHUNKS_PER_ACTOR` chunks
+not yet enhanced; the rest wait here and go to whichever actor frees up first. When a node
+dies, chunks that were on it come back as retriable failures and the driver redoes them (its
+manifest covers what Ray cannot recover). Chunks submitted while no actor is available wait
+here (their decode already running) and are sent as soon as one is
+(:meth:`RayExecutor.maintain`, called from :meth:`RayExecutor.wait`).
 """
 
 from __future__ import annotations
@@ -37,51 +28,20 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from nhance_batch.config import ClusterConfig, ModelConfig
-from nhance_batch.pipeline import stages
-from nhance_batch.pipeline.busy import BusyMeter
-from nhance_batch.pipeline.executor import WorkerStartError
+from nhance_batch.pipeline import ray_session, stages
+from nhance_batch.pipeline.actor_pool import MAX_CHUNKS_PER_ACTOR, ActorPool, Slot
+# re-exported: `submit` and the cluster tests reach the token check through this module
+from nhance_batch.pipeline.ray_session import enable_token_auth_if_available  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-#: Seconds between checks of the cluster's GPUs for growing the pool (NHANCE_POOL_CHECK_S).
-GROW_INTERVAL_S = float(os.environ.get("NHANCE_POOL_CHECK_S", "5"))
-#: Seconds between health pings of an actor that is not available.
-PING_INTERVAL_S = 1.0
 #: Seconds between warnings while chunks wait for an available actor.
 STARVED_WARN_S = 30.0
-#: Restarts of an enhancer actor (a node loss, a crash) before it is given up.
-ACTOR_MAX_RESTARTS = 3
-#: Chunks an actor holds that it has not finished enhancing (one running, one queued).
-MAX_CHUNKS_PER_ACTOR = 2
 #: Most warm-up tasks sent at start (one per CPU of the cluster, up to this).
 WARM_UP_TASKS = 16
-
-
-def enable_token_auth_if_available() -> None:
-    """Use Ray's token authentication when a token is available and nothing says otherwise.
-
-    Ray (2.5x) turns token auth on by itself only when it discovers a local cluster
-    (``address="auto"``); with an explicit address (``--address``, ``RAY_ADDRESS``, the Jobs
-    API) a client without ``RAY_AUTH_MODE=token`` is refused by a cluster that uses tokens.
-    This applies Ray's own rule (``RAY_AUTH_MODE`` unset and a token in ``RAY_AUTH_TOKEN``,
-    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) to explicit addresses too; on a cluster
-    without authentication the token is simply not checked. Older Ray: nothing to do.
-    """
-    if os.environ.get("RAY_AUTH_MODE"):
-        return
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available)
-    except ImportError:
-        return
-    try:
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    except Exception as exc:  # noqa: BLE001 - a private helper: never fatal
-        log.debug("token auth check failed: %s", exc)
 
 
 def _remote_functions(decode=None, encode=None):
@@ -95,34 +55,10 @@ def _remote_functions(decode=None, encode=None):
             ray.remote(num_cpus=1, max_retries=0)(stages.warm_up))
 
 
-class _EnhancerActor:
-    """Holds one EnhanceStage; created with ``ray.remote`` options by the executor."""
-
-    def __init__(self, model: ModelConfig) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        self.stage = stages.EnhanceStage(model)
-        self.stage.setup()
-
-    def ready(self) -> bool:
-        return True
-
-    def process(self, task: stages.ChunkTask, decoded: Any) -> Any:
-        return self.stage.process(task, decoded)
-
-
-STARTING, READY, UNAVAILABLE = "starting", "ready", "unavailable"
-
-
-@dataclass(eq=False)
-class _Slot:
-    """One enhancer actor of the pool and what the executor knows about it."""
-
-    actor: Any
-    state: str = STARTING
-    load: int = 0
-    ping: Any = None  # an outstanding ``ready`` call
-    last_ping: float = 0.0
-    since: float = field(default_factory=time.monotonic)
+def chunks_in_flight(actors: int) -> int:
+    """The most chunks a job keeps in Ray's object store: a full queue at each actor, plus one
+    (sizes the embedded instance's object store)."""
+    return MAX_CHUNKS_PER_ACTOR * max(1, actors) + 1
 
 
 class _ChunkHandle:
@@ -135,7 +71,7 @@ class _ChunkHandle:
         self.task, self.decoded = task, decoded
         self.enhanced: Any = None  # the actor call's result, until the driver saw it finish
         self.ref: Any = None
-        self.slot: _Slot | None = None
+        self.slot: Slot | None = None
         self.submitted = time.monotonic()   # the decode task's clock starts here
         self.decode_done = False
         self.encode_since: float | None = None  # the encode task's clock: enhancing ended
@@ -164,190 +100,45 @@ class RayExecutor:
         #: a decode or encode task running longer than this is cancelled and fails
         #: retriably (0: no limit)
         self.task_seconds = task_seconds
-        self._slots: list[_Slot] = []
+        self.pool = ActorPool(model, cluster)
         self._by_ref: dict[Any, _ChunkHandle] = {}
         self._deferred: list[_ChunkHandle] = []
         self._started_ray = False
-        self._actor_class: Any = None
-        self._actor_model = model
-        self._gpu_mode = False
-        self._base_count = 0
-        self._last_grow = 0.0
         self._starved_since: float | None = None
         self._last_starved_warn = 0.0
-        self._any_ready = False
-        self._start_error: str | None = None
-        self.busy_meter = BusyMeter()  # the enhancer's busy share, per actor
         self._cpus = os.cpu_count() or 1
 
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
         import ray
 
-        address = self.cluster.address or os.environ.get("RAY_ADDRESS")
-        if not ray.is_initialized():
-            if address:
-                enable_token_auth_if_available()
-                ray.init(address=address, log_to_driver=True)
-            else:
-                # "local": always a new embedded instance, never a cluster found on the machine
-                # no dashboard unless asked (ClusterConfig.dashboard, `run --dashboard`); an
-                # object store sized to the work a job keeps in flight, not to the machine
-                ray.init(address="local",
-                         include_dashboard=bool(getattr(self.cluster, "dashboard", False)),
-                         log_to_driver=True,
-                         object_store_memory=_local_object_store_bytes(
-                             self.cluster.workers or 1),
-                         _node_ip_address="127.0.0.1")
+        if ray_session.connect(self.cluster, chunks_in_flight(self.cluster.workers or 1)):
             self._started_ray = True
         (self._probe, self._decode, self._encode, self._assemble,
          warm_up) = _remote_functions(*self._stage_fns)
         resources = ray.cluster_resources()
-        gpus = resources.get("GPU", 0.0)
-        cpus = int(resources.get("CPU", os.cpu_count() or 1))
-        self._cpus = cpus
-        if gpus > 0:
-            self._gpu_mode = True
-            count = self.cluster.workers or self._gpu_actor_target(gpus)
-            options = {"num_gpus": self.cluster.gpus_per_worker, "num_cpus": 1}
-            model = self.model
-        else:
-            count = self.cluster.workers or 1
-            threads = self.model.threads or max(1, cpus // count)
-            # CPU actors reserve no logical CPU, so decode/encode tasks can always be
-            # scheduled; they use `threads` cores for math.
-            options = {"num_cpus": 0}
-
-            model = self.model.model_copy(update={"threads": threads})
-        self._actor_model = model
-        # max_task_retries=0: a call on an actor that died fails at once (a retriable chunk
-        # failure the driver redoes) instead of waiting for a restart that may never find a GPU.
-        self._actor_class = ray.remote(max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0,
-                                       **options)(_EnhancerActor)
-        self._base_count = count
-        for _ in range(count):
-            self._add_actor()
+        self._cpus = int(resources.get("CPU", os.cpu_count() or 1))
+        self.pool.start(self._cpus, resources.get("GPU", 0.0))
         # The actors load the model meanwhile: chunks wait for the first one ready (maintain).
         # With GPUs, idle CPUs import the media stack meanwhile (a task runs to its end
         # whether or not its result is kept); CPU actors need every core for their own start.
-        for _ in range(min(cpus, WARM_UP_TASKS) if self._gpu_mode else 0):
+        for _ in range(min(self._cpus, WARM_UP_TASKS) if self.pool.gpu_mode else 0):
             warm_up.remote()
-        self._last_grow = time.monotonic()
-        log.info("%d enhancer actor(s) starting (%s)", count, options)
-
-    def _gpu_actor_target(self, gpus: float) -> int:
-        return max(1, int(gpus / self.cluster.gpus_per_worker + 1e-9))
-
-    def _add_actor(self) -> _Slot:
-        actor = self._actor_class.remote(self._actor_model)
-        slot = _Slot(actor, ping=actor.ready.remote(), last_ping=time.monotonic())
-        self._slots.append(slot)
-        return slot
 
     def workers(self) -> int:
         """Actors in the pool (ready, starting or recovering)."""
-        return len(self._slots)
+        return len(self.pool.slots)
 
-    # -- the pool ----------------------------------------------------------------------
     def maintain(self) -> None:
-        """Keep the pool in step with the cluster; cheap, safe to call every loop.
-
-        Collects health pings (an actor answering becomes available again; one that is dead
-        for good is dropped), pings actors that are not available, grows the pool when GPUs
-        joined (every :data:`GROW_INTERVAL_S`), and sends waiting chunks to available actors.
-        """
-        import ray
-
-        now = time.monotonic()
+        """Keep the pool in step with the cluster (:meth:`ActorPool.maintain`) and send
+        waiting chunks to available actors; cheap, safe to call every loop."""
         self._collect_enhanced()
-        pings = [slot.ping for slot in self._slots if slot.ping is not None]
-        if pings:
-            done, _ = ray.wait(pings, num_returns=len(pings), timeout=0)
-            done = set(done)
-            for slot in list(self._slots):
-                if slot.ping is None or slot.ping not in done:
-                    continue
-                ping, slot.ping = slot.ping, None
-                try:
-                    ray.get(ping)
-                except ray.exceptions.ActorDiedError as exc:
-                    if slot.state == STARTING:
-                        self._start_error = _root_cause(exc)
-                    self._drop(slot, f"gone for good ({type(exc).__name__})")
-                    continue
-                except ray.exceptions.RayError:
-                    slot.state = UNAVAILABLE  # restarting (or unreachable): ping again later
-                    continue
-                if slot.state == UNAVAILABLE:
-                    log.warning("enhancer actor %s available again", _actor_id(slot))
-                elif slot.state == STARTING:
-                    log.info("enhancer actor %s ready", _actor_id(slot))
-                slot.state, slot.since = READY, now
-                self.busy_meter.ready(_actor_id(slot))
-                self._any_ready = True
-        if not self._slots and not self._any_ready and self._start_error is not None:
-            raise WorkerStartError(f"no enhancer actor could start: {self._start_error}")
-        for slot in self._slots:
-            if slot.state == UNAVAILABLE and slot.ping is None \
-                    and now - slot.last_ping >= PING_INTERVAL_S:
-                slot.ping, slot.last_ping = slot.actor.ready.remote(), now
-        if now - self._last_grow >= GROW_INTERVAL_S:
-            self._last_grow = now
-            self.grow()
+        self.pool.maintain()
         self._dispatch_deferred()
 
-    def grow(self) -> int:
-        """Add actors when the cluster has room for more than the pool holds: one per
-        ``gpus_per_worker`` GPUs (or back to ``workers`` after actors were lost). Returns the
-        number added; new actors take work once their model is loaded."""
-        import ray
-
-        if self._actor_class is None or (self._start_error and not self._any_ready):
-            return 0  # no actor ever loaded the model: replacements would fail the same way
-        if self.cluster.workers:
-            target = self.cluster.workers
-        elif self._gpu_mode:
-            target = self._gpu_actor_target(ray.cluster_resources().get("GPU", 0.0))
-        else:
-            target = self._base_count
-        added = 0
-        while len(self._slots) < target:
-            self._add_actor()
-            added += 1
-        if added:
-            # a warning so that it shows without logging set up, like the node changes
-            log.warning("pool grows by %d enhancer actor(s) to %d (GPUs joined)", added,
-                        len(self._slots))
-        return added
-
-    def _drop(self, slot: _Slot, why: str) -> None:
-        import ray
-
-        log.warning("enhancer actor %s %s: dropped from the pool", _actor_id(slot), why)
-        self.busy_meter.gone(_actor_id(slot))
-        self._slots.remove(slot)
-        try:
-            ray.kill(slot.actor, no_restart=True)
-        except Exception:  # noqa: BLE001
-            pass
-
-    def _mark_unavailable(self, slot: _Slot | None) -> None:
-        if slot is None or slot not in self._slots or slot.state == UNAVAILABLE:
-            return
-        log.warning("enhancer actor %s unavailable (node lost or actor restarting); "
-                    "its chunks are redone elsewhere", _actor_id(slot))
-        slot.state, slot.since = UNAVAILABLE, time.monotonic()
-        self.busy_meter.gone(_actor_id(slot))
-        if slot.ping is None:
-            slot.ping, slot.last_ping = slot.actor.ready.remote(), time.monotonic()
-
-    def _pick(self) -> _Slot | None:
-        ready = [slot for slot in self._slots
-                 if slot.state == READY and slot.load < MAX_CHUNKS_PER_ACTOR]
-        return min(ready, key=lambda slot: slot.load) if ready else None
-
+    # -- chunks and actors ---------------------------------------------------------------
     def _dispatch(self, handle: _ChunkHandle) -> bool:
-        slot = self._pick()
+        slot = self.pool.pick()
         if slot is None:
             return False
         handle.enhanced = slot.actor.process.remote(handle.task, handle.decoded)
@@ -394,7 +185,7 @@ class RayExecutor:
             self._last_starved_warn = now
             log.warning("%d chunk(s) waiting %.0fs for an enhancer actor: %d in the pool, none "
                         "available (waiting for a node with a free GPU)", len(self._deferred),
-                        now - self._starved_since, len(self._slots))
+                        now - self._starved_since, len(self.pool.slots))
 
     # -- the executor interface ----------------------------------------------------------
     def submit_probe(self, task: stages.ProbeTask) -> Any:
@@ -465,7 +256,7 @@ class RayExecutor:
             else:
                 refs.append(handle)
         if not refs:  # everything waits for an actor: wake up when one answers its ping
-            pings = [slot.ping for slot in self._slots if slot.ping is not None]
+            pings = self.pool.pings()
             wait_s = min(timeout if timeout is not None else 0.5, 0.5)
             if pings:
                 ray.wait(pings, num_returns=1, timeout=wait_s, fetch_local=False)
@@ -488,101 +279,30 @@ class RayExecutor:
                 if handle is not None and handle.slot is not None:
                     enhance_s = getattr(result, "seconds", {}).get("enhance")
                     if enhance_s is not None:
-                        self.busy_meter.add(_actor_id(handle.slot), enhance_s)
+                        self.pool.computed(handle.slot, enhance_s)
             except ray.exceptions.RayError as exc:  # worker, actor or node lost: retriable
                 if handle is not None and _is_actor_error(exc):
-                    self._mark_unavailable(handle.slot)
+                    self.pool.mark_unavailable(handle.slot)
                 out.append((handle or ref, stages.Failure(
                     "ray", f"{type(exc).__name__}: {_first_line(exc)}", retriable=True)))
         return out
 
     def busy(self) -> dict:
         """The enhancer actors' busy share (:meth:`BusyMeter.snapshot`)."""
-        return self.busy_meter.snapshot()
+        return self.pool.busy_meter.snapshot()
 
     def cpus(self) -> int:
         """CPUs of the cluster when the executor started (bounds the chunks in flight)."""
         return self._cpus
 
     def shutdown(self) -> None:
-        import ray
-
-        for slot in self._slots:
-            try:
-                ray.kill(slot.actor)
-            except Exception:  # noqa: BLE001
-                pass
-        self._slots = []
+        self.pool.shutdown()
         self._deferred = []
         self._by_ref = {}
         if self._started_ray:
-            _stop_autoscaler_monitor()
-            ray.shutdown()
-
-
-def _stop_autoscaler_monitor() -> bool:
-    """End the embedded instance's autoscaler monitor at once; True when one was ended.
-
-    ``ray.shutdown`` stops the node's processes one after the other, each with SIGTERM and up
-    to a second's wait before SIGKILL. The autoscaler monitor (which has nothing to scale on a
-    local instance and no state to save) does not exit on SIGTERM within that second, so every
-    local run's shutdown waited a full second for it (1.36 s in all, 0.34 s without it).
-    Ray's node handle is private API: anything unexpected leaves the shutdown as it was.
-    """
-    try:
-        import ray
-
-        node = ray._private.worker._global_node
-        infos = list(node.all_processes.get("monitor", ()))
-    except Exception:  # noqa: BLE001
-        return False
-    ended = False
-    for info in infos:
-        process = getattr(info, "process", None)
-        try:
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(timeout=2)
-                ended = True
-        except Exception:  # noqa: BLE001
-            pass
-    return ended
-
-
-def _actor_id(slot: _Slot) -> str:
-    try:
-        return slot.actor._actor_id.hex()[:8]
-    except Exception:  # noqa: BLE001
-        return "?"
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The exception an actor's constructor raised, from the traceback Ray's error carries
-    (its last ``Type: message`` line), else the error's first line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in reversed(lines):
-        name, sep, message = line.partition(": ")
-        if sep and name.replace(".", "").replace("_", "").isalnum():
-            return f"{name.rsplit('.', 1)[-1]}: {message}"
-    return lines[0] if lines else repr(exc)
+            ray_session.disconnect()
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
-
-
-def _local_object_store_bytes(actors: int = 1) -> int:
-    """An object store for the embedded Ray, sized to what a job keeps in flight: at most
-    ``MAX_CHUNKS_PER_ACTOR`` chunks per actor plus one, each with its decoded frames and its
-    enhanced frames (3 bytes per pixel each, 6 for 16-bit sources counted by the chunk
-    budget), with a quarter of slack; at least 256 MiB, at most a quarter of memory or 4 GiB.
-    Ray spills to disk beyond it rather than failing."""
-    import psutil
-
-    from nhance_batch.config import CHUNK_BYTES_PER_PIXEL
-
-    chunk_pixels = int(os.environ.get("NHANCE_CHUNK_MEMORY", 2 << 30)) // CHUNK_BYTES_PER_PIXEL
-    in_flight = (MAX_CHUNKS_PER_ACTOR * max(1, actors) + 1) * 2 * 3 * chunk_pixels
-    cap = min(psutil.virtual_memory().total // 4, 4 << 30)
-    return int(max(256 << 20, min(cap, in_flight * 5 // 4)))

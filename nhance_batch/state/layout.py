@@ -41,15 +41,17 @@ class JobLayout:
     """A job's URLs and their store options.
 
     Attributes:
-        input: INPUT as given (file, folder, glob; local path or URL).
+        input: INPUT as given (file, folder, glob; local path or URL); None in the layout of
+            an existing job read from its OUTPUT alone (:meth:`for_job`).
         output: OUTPUT (folder or prefix).
         storage_options: the options as given (flat or keyed by protocol); used only to
             redact secrets from text.
-        input_options, output_options: the options of INPUT's and OUTPUT's stores.
+        input_options, output_options: the options of INPUT's and OUTPUT's stores (no
+            input options without an INPUT).
         manifest: the manifest's URL (OUTPUT/_nhance/manifest.parquet unless given).
     """
 
-    input: str
+    input: str | None
     output: str
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     input_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -58,14 +60,23 @@ class JobLayout:
     manifest_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def create(cls, input: str, output: str, storage_options: dict[str, Any] | None = None,
-               *, manifest: str | None = None) -> JobLayout:
+    def create(cls, input: str | None, output: str,
+               storage_options: dict[str, Any] | None = None, *,
+               manifest: str | None = None) -> JobLayout:
+        """The layout of a job from INPUT to OUTPUT (a run's)."""
         options = dict(storage_options or {})
         manifest = manifest or storage.join(output, STATE_DIR, "manifest.parquet")
         return cls(input=input, output=output, storage_options=options,
-                   input_options=storage.options_for(input, options),
+                   input_options={} if input is None else storage.options_for(input, options),
                    output_options=storage.options_for(output, options),
                    manifest=manifest, manifest_options=storage.options_for(manifest, options))
+
+    @classmethod
+    def for_job(cls, output: str, storage_options: dict[str, Any] | None = None, *,
+                manifest: str | None = None) -> JobLayout:
+        """The layout of the existing job in ``output``, to read its state and outputs (status,
+        report, compare): no INPUT is needed."""
+        return cls.create(None, output, storage_options, manifest=manifest)
 
     # -- the state folder --------------------------------------------------------------
     @property

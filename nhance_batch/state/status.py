@@ -1,11 +1,17 @@
 """The status document of a job: what ``nhance-batch status --json`` prints and the web app
-serves, from the job's state (manifest and journal) and its lease."""
+serves, from the job's state (manifest and journal) and its lease.
+
+:func:`summarize` builds it from a manifest alone (pure); :func:`status_document` reads the
+job's state and adds whether its driver is alive.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from nhance_batch.state.layout import JobLayout
+from nhance_batch.state.manifest import DONE, FAILED, ChunkRecord, Manifest, RunRecord, VideoRecord
 
 
 def status_document(output: str, manifest: str | None = None,
@@ -13,10 +19,8 @@ def status_document(output: str, manifest: str | None = None,
     """The status of the job in ``output`` (its manifest at ``manifest`` if given); None when
     there is no job there.
 
-    Keys: ``videos`` (per video ``input``, ``output``, ``status``, ``error``, ``frames``,
-    ``note``, ``chunks_done``, ``chunks_total``, ``added_flicker``, ``metrics``, ``preview``,
-    ``chunks``), ``runs``, ``progress``, ``eta_seconds`` and ``driver_alive``. A video left
-    ``running`` by a driver that is gone shows as ``pending``.
+    Keys: those of :func:`summarize`, and ``driver_alive``. A video left ``running`` by a
+    driver that is gone shows as ``pending``.
 
     Raises:
         ManifestError: a manifest is there but cannot be read.
@@ -24,13 +28,12 @@ def status_document(output: str, manifest: str | None = None,
     """
     from nhance_batch.state.jobstate import read_manifest
     from nhance_batch.state.lease import live_holder
-    from nhance_batch.state.manifest import summarize_for_status
 
-    layout = JobLayout.create(output, output, storage_options, manifest=manifest)
+    layout = JobLayout.for_job(output, storage_options, manifest=manifest)
     recorded = read_manifest(layout.manifest, layout.manifest_options)
     if recorded is None:
         return None
-    report = summarize_for_status(recorded)
+    report = summarize(recorded)
     alive = live_holder(layout.lease, layout.output_options) is not None
     report["driver_alive"] = alive
     if not alive:  # a driver that died mid-run left "running" rows: nothing runs them now
@@ -38,3 +41,108 @@ def status_document(output: str, manifest: str | None = None,
             if video["status"] == "running":
                 video["status"] = "pending"
     return report
+
+
+def summarize(manifest: Manifest, now: datetime | None = None) -> dict[str, Any]:
+    """The JSON-able summary of a manifest behind ``nhance-batch status --json``.
+
+    Keys: ``videos`` (per video ``input``, ``output``, ``status``, ``error``, ``frames``,
+    ``note``, ``chunks_done``, ``chunks_total``, ``added_flicker``, ``metrics``, ``preview``,
+    ``chunks``), ``runs``, ``enhancer_busy`` (the latest run's), ``progress`` and
+    ``eta_seconds`` (:func:`eta_seconds`, with ``now`` as the clock).
+    """
+    latest = _latest_run(manifest)
+    return {
+        "videos": [_video_entry(video) for video in manifest.videos],
+        "runs": [
+            {"run": r.run, "started": r.started, "finished": r.finished, "status": r.status,
+             "enhancer_busy": r.enhancer_busy}
+            for r in manifest.runs
+        ],
+        "enhancer_busy": latest.enhancer_busy if latest is not None else None,
+        "progress": _progress(manifest),
+        "eta_seconds": eta_seconds(manifest, now or datetime.now(timezone.utc)),
+    }
+
+
+def eta_seconds(manifest: Manifest, now: datetime) -> float | None:
+    """Seconds still to go: the frames still to do (:func:`_remaining_frames`) over the rate
+    of the latest run (its done frames over its elapsed time, to its finish or to ``now``);
+    0.0 when nothing remains, None when the latest run has nothing measured yet."""
+    remaining = sum(_remaining_frames(video) for video in manifest.videos)
+    if remaining == 0:
+        return 0.0
+    latest = _latest_run(manifest)
+    if latest is None:
+        return None
+    started = _parse_time(latest.started)
+    until = _parse_time(latest.finished) or now
+    measured = sum(_own_frames(c) for v in manifest.videos for c in v.chunks
+                   if c.status == DONE and c.run == latest.run)
+    if started is None or measured <= 0:
+        return None
+    elapsed = (until - started).total_seconds()
+    return remaining / (measured / elapsed) if elapsed > 0 else None
+
+
+def _video_entry(video: VideoRecord) -> dict[str, Any]:
+    done = sum(c.status == DONE for c in video.chunks)
+    return {
+        "input": video.input,
+        "output": video.output,
+        "status": video.status,
+        "error": video.error,
+        "frames": video.frames,
+        "note": video.note,
+        "chunks_done": done,
+        "chunks_total": len(video.chunks),
+        "added_flicker": video.added_flicker,
+        "metrics": video.metrics,
+        "preview": video.preview,
+        "chunks": [{"index": c.index, "status": c.status, "run": c.run,
+                    "attempts": c.attempts, "error": c.error} for c in video.chunks],
+    }
+
+
+def _progress(manifest: Manifest) -> dict[str, int]:
+    """Counts of videos, frames and chunks; frames done are the own frames (``end - start``)
+    of done chunks."""
+    videos = manifest.videos
+    return {
+        "videos_total": len(videos),
+        "videos_done": sum(v.status == DONE for v in videos),
+        "videos_failed": sum(v.status == FAILED for v in videos),
+        "frames_total": sum(v.frames or 0 for v in videos),
+        "frames_done": sum(_own_frames(c) for v in videos for c in v.chunks
+                           if c.status == DONE),
+        "chunks_total": sum(len(v.chunks) for v in videos),
+        "chunks_done": sum(c.status == DONE for v in videos for c in v.chunks),
+    }
+
+
+def _remaining_frames(video: VideoRecord) -> int:
+    """Frames still to do in a video neither done nor failed: the own frames of its chunks not
+    done, or all its frames if it is not planned yet and the count is known."""
+    if video.status in (DONE, FAILED):
+        return 0
+    if video.chunks:
+        return sum(_own_frames(c) for c in video.chunks if c.status != DONE)
+    return video.frames or 0
+
+
+def _latest_run(manifest: Manifest) -> RunRecord | None:
+    return max(manifest.runs, key=lambda r: r.run) if manifest.runs else None
+
+
+def _own_frames(chunk: ChunkRecord) -> int:
+    return max(0, chunk.end - chunk.start)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

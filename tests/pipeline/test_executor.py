@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from nhance_batch.config import ChunkConfig, ClusterConfig, EncodeConfig, ModelConfig, RunConfig
-from nhance_batch.pipeline import ray_executor
+from nhance_batch.pipeline import actor_pool, ray_executor
 from nhance_batch.pipeline.driver import Driver
 from nhance_batch.pipeline.executor import WorkerStartError
 from tests.pipeline.conftest import copy_clip, enhance_directly, frames_and_times
@@ -26,7 +26,7 @@ class RecordingExecutor(ray_executor.RayExecutor):
 
     def _dispatch(self, handle) -> bool:
         sent = super()._dispatch(handle)
-        self.max_load = max([self.max_load] + [slot.load for slot in self._slots])
+        self.max_load = max([self.max_load] + [slot.load for slot in self.pool.slots])
         return sent
 
 
@@ -44,7 +44,7 @@ def test_actor_queue_is_bounded_and_progress_is_recorded(local_ray, clips, tmp_p
         executor.shutdown()
     assert summary.exit_code == 0 and summary.chunks_computed == 6
     # the driver keeps 2 * workers + 1 = 3 chunks in flight; the actor takes at most 2 of them
-    assert executor.max_load == ray_executor.MAX_CHUNKS_PER_ACTOR == 2
+    assert executor.max_load == actor_pool.MAX_CHUNKS_PER_ACTOR == 2
     out, _ = frames_and_times(tmp_path / "out" / "audio.mp4")
     source, _ = frames_and_times(src)
     np.testing.assert_array_equal(out, enhance_directly(source))
@@ -107,7 +107,7 @@ def test_cpu_actors_start_without_warm_up_tasks(monkeypatch, local_ray):
     real = ray_executor._remote_functions
     monkeypatch.setattr(ray_executor, "_remote_functions",
                         lambda *a: (*real(*a)[:4], Counting()))
-    monkeypatch.setattr(ray_executor.RayExecutor, "_add_actor", lambda self: None)
+    monkeypatch.setattr(actor_pool.ActorPool, "add", lambda self: None)
     for gpus, expected in ((0.0, 0), (1.0, min(int(ray.cluster_resources()["CPU"]),
                                                  ray_executor.WARM_UP_TASKS))):
         sent.clear()
