@@ -73,3 +73,61 @@ def test_bench_json(runner):
     assert report["model_gflops"] > 0 and report["matmul_gflops"] > 0
     assert report["ratio"] == pytest.approx(report["model_gflops"] / report["matmul_gflops"])
     assert runner.invoke(cli, ["bench", "--size", "big"]).exit_code == 2
+
+
+def _option_rows(name):
+    import click
+
+    return {p.name: (tuple(p.opts), repr(p.default), p.type.name, p.envvar, p.is_flag, p.help)
+            for p in cli.commands[name].params if isinstance(p, click.Option)}
+
+
+def test_run_resume_and_plan_share_each_option():
+    run, resume, plan = (_option_rows(n) for n in ("run", "resume", "plan"))
+    job_control = {"executor", "manifest", "force", "keep_parts", "summary_json"}
+    assert set(resume) == {"address", "workers", "max_retries", "threads", "gpus_per_worker",
+                           "storage_options"} | job_control
+    assert set(plan) - set(run) == {"gpus", "gpu_kind", "as_json", "no_calibrate",
+                                    "recalibrate"}
+    assert set(run) - set(plan) == {"spec_path", "dry_run", "address", "workers",
+                                    "max_retries", "gpus_per_worker", "dashboard", "previews",
+                                    "task_timeout"} | job_control
+    for other in (resume, plan):
+        for name in set(other) & set(run):
+            assert other[name] == run[name], name  # names, defaults, types, help: one option
+
+
+def test_every_job_setting_is_a_run_option():
+    """The job settings are run_config's keywords; run offers each, and its other options
+    (the job control) are no setting."""
+    import inspect
+
+    from nhance_batch.cli.options import job_values
+    from nhance_batch.config import run_config
+
+    run = _option_rows("run")
+    keywords = set(inspect.signature(run_config).parameters) - {"input", "output"}
+    assert set(job_values(dict.fromkeys(run))) == keywords
+    assert {n for n in run if n not in keywords} == {
+        "model_name", "spec_path", "dry_run", "executor", "manifest", "force", "keep_parts",
+        "summary_json"}
+
+
+def test_the_options_module_lists_its_groups_truly():
+    import re
+
+    from nhance_batch.cli import options
+
+    listed = dict(re.findall(r"^- ``(\w+)``: (.*)$", options.__doc__, re.M))
+    assert listed
+    for name, flags in listed.items():
+        group = getattr(options, name)
+        assert flags.split() == [o.decls[0] for o in group.options], name
+
+
+def test_plan_reports_its_exit_code_instead_of_raising(tmp_path):
+    from nhance_batch.cli.plan import report_plan
+    from nhance_batch.config import run_config
+
+    config = run_config(str(tmp_path / "no such folder"), str(tmp_path / "out"))
+    assert report_plan(config, calibrate=False) == 2

@@ -6,7 +6,8 @@ import json
 
 import click
 
-from nhance_batch.cli.common import config_errors, model_options
+from nhance_batch.cli.common import config_errors
+from nhance_batch.cli.options import MODEL_CHOICE
 
 
 def _size(ctx, param, value: str) -> tuple[int, int]:
@@ -33,7 +34,7 @@ def _size(ctx, param, value: str) -> tuple[int, int]:
               help="Math threads (0: all cores).")
 @click.option("--rounds", default=3, type=click.IntRange(min=1), help="Timed rounds of each.")
 @click.option("--random-weights", is_flag=True, help="Time random weights (no model files needed).")
-@model_options
+@MODEL_CHOICE
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @config_errors
 def bench(size, batch, jit, autotune_only, precision, threads, rounds, random_weights,

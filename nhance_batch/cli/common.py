@@ -1,22 +1,12 @@
-"""Options and error handling shared by the commands."""
+"""Error handling and parsing shared by the commands (the options: :mod:`.options`)."""
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import click
 
 CONFIG_ERROR_EXIT = 2
-
-
-def model_options(fn):
-    """``--model`` and ``--model-path``, shared by every command that runs the enhancer."""
-    fn = click.option("--model-path", type=click.Path(path_type=Path), default=None,
-                      help="Explicit checkpoint prefix (e.g. ./iphone_orig) or folder; "
-                           "overrides --model.")(fn)
-    return click.option("--model", "model_name", default="iphone", metavar="NAME",
-                        help="Model: iphone, blackberry, sony, or a fine-tuned user model (see `models`).")(fn)
 
 
 def config_errors(fn):
@@ -55,13 +45,6 @@ def load_job_manifest(output: str, manifest: str | None, options: dict):
                    err=True)
         raise SystemExit(CONFIG_ERROR_EXIT)
     return recorded
-
-
-storage_option = click.option(
-    "--storage-options", "storage_options", envvar="NHANCE_STORAGE_OPTIONS", default=None,
-    metavar="JSON",
-    help="fsspec options for s3://, gs://, az:// URLs (credentials, endpoint_url...), flat or "
-         "keyed by protocol; or NHANCE_STORAGE_OPTIONS. Never printed or recorded.")
 
 
 def parse_storage(text: str | None) -> dict:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT
-from nhance_batch.cli.common import parse_storage, storage_option
+from nhance_batch.cli.common import parse_storage
+from nhance_batch.cli.options import STORAGE
 
 _MODES = ("split", "swipe", "side-by-side")
 
@@ -23,7 +24,7 @@ _MODES = ("split", "swipe", "side-by-side")
 @click.option("--labels/--no-labels", default=True, help="Small 'before' and 'after' labels.")
 @click.option("--manifest", default=None,
               help="Job mode: manifest location [default: OUTPUT/_nhance/manifest.parquet].")
-@storage_option
+@STORAGE
 def compare(paths: tuple[str, ...], mode: str, position: float, period: float, labels: bool,
             manifest: str | None, storage_options: str | None) -> None:
     """Render a comparison video (H.264 MP4 any browser plays).

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from nhance_batch.cli.common import config_errors, model_options
+from nhance_batch.cli.common import config_errors
+from nhance_batch.cli.options import MODEL_CHOICE
 
 
 @click.command("enhance-image")
 @click.argument("src", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("dst", metavar="OUT", type=click.Path(path_type=Path, dir_okay=False))
-@model_options
+@MODEL_CHOICE
 @click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
               default="float32", show_default=True,
               help="Compute type of the convolutions (float32 reproduces the published model).")

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from nhance_batch.cli.common import CONFIG_ERROR_EXIT, model_options
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT
+from nhance_batch.cli.options import (CHUNKING, CLUSTER, ENCODING, LIMITS, MODEL, STORAGE,
+                                      compose, config_from_options)
+
+if TYPE_CHECKING:
+    from nhance_batch.config import RunConfig
+    from nhance_batch.estimate import JobPlan
+
+#: what shapes the estimate: plan runs no job, so of the cluster options only the enhancer's
+#: threads (its calibration) count, and previews and the task timeout change nothing
+PLAN_OPTIONS = compose(MODEL, CHUNKING, ENCODING.without("previews"), CLUSTER.only("threads"),
+                       LIMITS.without("task_timeout"), STORAGE)
 
 
 def _human_bytes(n: int | None) -> str:
@@ -29,8 +41,8 @@ def _human_seconds(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def make_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, calibrate: bool = True,
-              recalibrate: bool = False):
+def make_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,
+              calibrate: bool = True, recalibrate: bool = False) -> JobPlan:
     """The :class:`~nhance_batch.estimate.JobPlan` of a RunConfig (calibrating when asked)."""
     from nhance_batch.estimate import plan_job
 
@@ -45,7 +57,7 @@ def make_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, calibrate: 
                     calibration=calibration, gpu_kind=gpu_kind)
 
 
-def print_plan(plan, console=None) -> None:
+def print_plan(plan: JobPlan, console=None) -> None:
     """The plan as tables: per video, the totals, the estimates and where their rates came
     from."""
     from rich.console import Console
@@ -97,10 +109,11 @@ def print_plan(plan, console=None) -> None:
         console.print(f"note: {note}")
 
 
-def report_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, as_json: bool = False,
-                calibrate: bool = True, recalibrate: bool = False) -> None:
-    """Plan ``config``'s job, print it, exit 0 (every input usable), 1 (some are not) or 2
-    (configuration: no such input, unknown GPU kind, no model)."""
+def report_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,
+                as_json: bool = False, calibrate: bool = True,
+                recalibrate: bool = False) -> int:
+    """Plan ``config``'s job and print it; the exit code: 0 (every input usable), 1 (some
+    are not) or 2 (configuration: no such input, unknown GPU kind, no model)."""
     from nhance_batch.model.backend import BackendError
     from nhance_batch.model.registry import ModelError
 
@@ -109,12 +122,12 @@ def report_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, as_json: 
                          recalibrate=recalibrate)
     except (FileNotFoundError, ValueError, ModelError, BackendError) as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT) from exc
+        return CONFIG_ERROR_EXIT
     if as_json:
         click.echo(json.dumps(plan.as_dict(), indent=2, default=str))
     else:
         print_plan(plan)
-    raise SystemExit(plan.exit_code)
+    return plan.exit_code
 
 
 @click.command("plan")
@@ -128,34 +141,10 @@ def report_plan(config, *, gpus: int = 1, gpu_kind: str | None = None, as_json: 
               help="No estimate for this machine (skips the few-second calibration).")
 @click.option("--recalibrate", is_flag=True,
               help="Measure this machine again even when a calibration is cached.")
-@click.option("--chunk-frames", type=click.IntRange(min=0), default=0,
-              help="As for run: frames per chunk; 0 sizes them to the video.")
-@click.option("--overlap", type=click.IntRange(min=0), default=None,
-              help="As for run: context frames each side [default: the temporal radius].")
-@click.option("--temporal-radius", type=click.IntRange(min=0), default=None,
-              help="As for run [default: 3].")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
-              default=None, help="As for run: the enhancer's compute type [default: float32].")
-@click.option("--jit", type=click.Choice(["auto", "on", "off"]), default=None,
-              help="As for run: XLA on, off, or measured [default: auto].")
-@click.option("--lossless", is_flag=True, help="As for run: FFV1 output.")
-@click.option("--codec", default=None, help="As for run (auto: NVENC if it works here, else "
-                                             "libx264) [default: libx264].")
-@click.option("--crf", type=click.IntRange(min=0, max=63), default=None,
-              help="As for run [default: 18].")
-@click.option("--preset", default=None, help="As for run [default: medium].")
-@click.option("--max-pixels", default=None, metavar="N|WxH",
-              help="As for run: the largest frame accepted.")
-@click.option("--max-frames", type=click.IntRange(min=1), default=None,
-              help="As for run: the most frames accepted per video.")
-@click.option("--threads", type=click.IntRange(min=0), default=0,
-              help="As for run: math threads of the enhancer (0: all cores).")
-@click.option("--storage-options", "storage_options", envvar="NHANCE_STORAGE_OPTIONS",
-              default=None, metavar="JSON",
-              help="As for run: fsspec options for bucket URLs. Never printed.")
-@model_options
-def plan(input_spec: str, gpus: int, gpu_kind: str | None, as_json: bool, no_calibrate: bool,
-         recalibrate: bool, storage_options, **options) -> None:
+@PLAN_OPTIONS
+@click.pass_context
+def plan(ctx: click.Context, input_spec: str, gpus: int, gpu_kind: str | None, as_json: bool,
+         no_calibrate: bool, recalibrate: bool, **options) -> None:
     """Show what `nhance-batch run INPUT ...` would do, without running it: per video its
     frames, size, chunks and TFLOP, the inputs that would fail (with their errors), the output
     size, and the time on this machine (from a short calibration, cached per machine and
@@ -164,13 +153,6 @@ def plan(input_spec: str, gpus: int, gpu_kind: str | None, as_json: bool, no_cal
 
     Exit code 0 when every input is usable, 1 when some are not, 2 for usage or configuration
     errors."""
-    from nhance_batch.cli.common import parse_storage
-    from nhance_batch.config import ConfigError, run_config
-
-    try:
-        config = run_config(input_spec, "nhance-plan", model=options.pop("model_name"),
-                            storage_options=parse_storage(storage_options), **options)
-    except (ConfigError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from exc
-    report_plan(config, gpus=gpus, gpu_kind=gpu_kind, as_json=as_json,
-                calibrate=not no_calibrate, recalibrate=recalibrate)
+    config = config_from_options(input_spec, "nhance-plan", options)
+    ctx.exit(report_plan(config, gpus=gpus, gpu_kind=gpu_kind, as_json=as_json,
+                         calibrate=not no_calibrate, recalibrate=recalibrate))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT
-from nhance_batch.cli.common import parse_storage, storage_option
+from nhance_batch.cli.common import parse_storage
+from nhance_batch.cli.options import STORAGE
 
 
 @click.command("report")
@@ -13,7 +14,7 @@ from nhance_batch.cli.common import parse_storage, storage_option
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser.")
 @click.option("--manifest", default=None,
               help="Manifest location [default: OUTPUT/_nhance/manifest.parquet].")
-@storage_option
+@STORAGE
 def report(output: str, open_page: bool, manifest: str | None,
            storage_options: str | None) -> None:
     """Write OUTPUT/_nhance/report/index.html: per video, stills before and after, the

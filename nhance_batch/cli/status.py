@@ -7,7 +7,8 @@ import json
 import click
 
 from nhance_batch.cli.common import CONFIG_ERROR_EXIT
-from nhance_batch.cli.common import parse_storage, storage_option
+from nhance_batch.cli.common import parse_storage
+from nhance_batch.cli.options import STORAGE
 
 
 @click.command("status")
@@ -15,7 +16,7 @@ from nhance_batch.cli.common import parse_storage, storage_option
 @click.option("--manifest", default=None,
               help="Manifest location [default: OUTPUT/_nhance/manifest.parquet].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@storage_option
+@STORAGE
 def status(output: str, manifest: str | None, as_json: bool, storage_options: str | None) -> None:
     """Per video: status (pending, running, done, failed), chunks done/total, frames, error;
     and the job's progress and ETA. Exit code 2 when OUTPUT holds no job."""

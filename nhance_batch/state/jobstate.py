@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from nhance_batch import storage
+from nhance_batch.config import RunConfig, run_config
 from nhance_batch.state.journal import Journal, replay
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import (PENDING, ChunkRecord, Manifest, RunRecord,
@@ -35,8 +38,10 @@ class JobConfigMismatch(RuntimeError):
     """The output folder holds a job with other settings (resume refused without --force)."""
 
 
-def job_settings(config: Any) -> dict:
-    """The settings a resume must share with the run that started the job."""
+def job_settings(config: RunConfig) -> dict[str, Any]:
+    """The settings a resume must share with the run that started the job. The manifest
+    records them with ``input`` and ``previews`` (:meth:`JobState.open`); the inverse is
+    :func:`run_config_from_settings`."""
     model = config.model
     return {
         "model": model.name, "model_path": str(model.path) if model.path else None,
@@ -44,6 +49,32 @@ def job_settings(config: Any) -> dict:
         "overlap": config.chunk.overlap, "temporal_radius": config.temporal_radius,
         "encode": config.encode.model_dump(),
     }
+
+
+def run_config_from_settings(settings: Mapping[str, Any], *, output: str,
+                             overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """The :class:`RunConfig` of a recorded job: ``settings`` is the manifest's job record
+    (:func:`job_settings` with ``input`` and ``previews``), ``overrides`` the
+    :func:`~nhance_batch.config.run_config` keywords a resume may change (cluster, threads,
+    limits, storage options). ``model_path`` and ``precision`` may be absent (records of
+    older versions): the defaults then apply.
+
+    Raises:
+        nhance_batch.config.ConfigError: the record does not make a valid job.
+        TypeError: an override names a recorded setting.
+    """
+    encode = settings["encode"]
+    lossless = bool(encode["lossless"])
+    # run_config refuses a codec, crf or preset beside lossless (which ignores them)
+    lossy = {} if lossless else {k: encode[k] for k in ("codec", "crf", "preset")}
+    model_path = settings.get("model_path")
+    return run_config(
+        settings["input"], output, model=settings["model"],
+        model_path=Path(model_path) if model_path else None,
+        precision=settings.get("precision"), chunk_frames=settings["chunk_frames"],
+        overlap=settings["overlap"], temporal_radius=settings["temporal_radius"],
+        lossless=lossless, previews=bool(settings.get("previews")), **lossy,
+        **(overrides or {}))
 
 
 def _now() -> str:

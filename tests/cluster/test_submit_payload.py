@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from nhance_batch.cli import cli
-from nhance_batch.cli.submit import (SubmitRefused, build_submission, parse_env,
-                                     secret_option_keys)
 from nhance_batch.jobspec import load_spec
+from nhance_batch.submission import (EnvItemError, SubmitRefused, build_submission, parse_env,
+                                     secret_option_keys)
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -169,14 +169,13 @@ def test_settings_in_env_are_sent_and_nothing_local_is_forwarded(tmp_path, built
     staged = _all_staged_text(bare.working_dir)
     for local in (str(tmp_path / "my-models"), str(tmp_path / "my-cache"), AWS_SECRET):
         assert local not in payload and local not in staged
-    with pytest.raises(click_usage_error()):
+    with pytest.raises(EnvItemError):
         parse_env(["NOEQUALS"])
-
-
-def click_usage_error():  # type: ignore[no-untyped-def]
-    import click
-
-    return click.UsageError
+    # the command reports it as a usage error (exit 2), before any cluster is contacted
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--address", "http://127.0.0.1:9",
+                                      "--env", "NOEQUALS"])
+    assert result.exit_code == 2 and "Usage:" in result.output, result.output
+    assert "expected NAME=VALUE" in result.output
 
 
 def test_entrypoint_arguments_survive_a_shell(tmp_path, built):
@@ -208,3 +207,16 @@ def test_relative_paths_are_still_refused(tmp_path, built):
     spec.write_text('input = "videos"\noutput = "s3://videos/out/"\n')
     with pytest.raises(SubmitRefused, match="input must be absolute"):
         built(spec)
+
+
+def test_the_payload_is_built_by_the_library_without_the_command_line():
+    import ast
+
+    import nhance_batch.submission as library
+
+    tree = ast.parse(Path(library.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert "click" not in imported and "ray" not in imported
