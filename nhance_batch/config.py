@@ -16,7 +16,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 # Frames each side over which the temporal stage smooths the colour gain: measured on real and
-# synthetic footage (README, "Temporal stabilisation"); chunks carry at least this much context.
+# synthetic footage (docs/running.md, "Temporal stabilisation"); chunks carry at least this much
+# context.
 DEFAULT_TEMPORAL_RADIUS = 3
 # The probe refuses frames larger than this many pixels, and videos of more frames.
 DEFAULT_MAX_PIXELS = 8192 * 8192

@@ -70,7 +70,7 @@ def _progress_bar(total: int):
 @click.option("--patch", type=int, default=100, help="Patch side in pixels.")
 @click.option("--lr", type=float, default=1e-4,
               help="Adam learning rate of generator and discriminator (DPED trains from "
-                   "scratch at 5e-4; fine-tuning does better lower, see README).")
+                   "scratch at 5e-4; fine-tuning does better lower, see docs/finetune.md).")
 @click.option("--content", type=click.Choice(["efficientnet-lite0", "vgg19", "none"]),
               default="efficientnet-lite0", help="Content-loss network.")
 @click.option("--content-weight", type=float, default=10.0, help="Weight of the content loss.")
