@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from nhance_batch.analysis.gains import rgb_gains
+
 log = logging.getLogger(__name__)
 
 #: Where in a video the stills are taken, as shares of its duration.
@@ -140,7 +142,6 @@ def _video_section(page: _Page, video: Any, number: int, layout: Any, options: d
                    measure: bool) -> dict[str, Any]:
     from nhance_batch.analysis import plots, stills
     from nhance_batch.analysis.frames import seconds
-    from nhance_batch.analysis.gains import rgb_gains
     from nhance_batch.analysis.jobfiles import local_copy
     from nhance_batch.analysis.metrics import video_metrics
     from nhance_batch.media.probe import probe
