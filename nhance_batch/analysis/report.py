@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from nhance_batch.analysis.gains import rgb_gains
+
 log = logging.getLogger(__name__)
 
 #: Where in a video the stills are taken, as shares of its duration.
@@ -58,17 +60,6 @@ def _metrics_of(video: Any) -> dict | None:
         except ValueError:
             return None
     return metrics if isinstance(metrics, dict) else None
-
-
-def _gains(video: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    chunks = sorted(video.chunks, key=lambda c: c.index)
-    if not chunks or any(c.gains_before is None or c.gains_after is None for c in chunks):
-        return None
-    before = np.concatenate([np.asarray(c.gains_before, dtype=float) for c in chunks])
-    after = np.concatenate([np.asarray(c.gains_after, dtype=float) for c in chunks])
-    if before.size % 3 or before.size != after.size:
-        return None
-    return before.reshape(-1, 3), after.reshape(-1, 3)
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -178,7 +169,7 @@ def _video_section(page: _Page, video: Any, number: int, layout: Any, options: d
                         pair[side] = page.add(f"img/{key}-{int(share * 100):02d}-{side}.jpg",
                                               stills.jpeg_bytes(frame))
                     section["stills"].append(pair)
-                gains = _gains(video)
+                gains = rgb_gains(video)
                 if gains is not None and len(gains[0]) == len(times):
                     section["gain_plot"] = page.add(f"img/{key}-gain.png",
                                                     plots.gain_plot(times, *gains))

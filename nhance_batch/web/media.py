@@ -111,7 +111,7 @@ class JobMedia:
         from nhance_batch.state.manifest import ManifestError
 
         with self._lock(f"manifest:{job_id}"):
-            key = self.store._state_key(job_id)
+            key = self.store.state_signature(job_id)
             cached = self._manifests.get(job_id)
             if cached is not None and cached[0] == key:
                 return cached[1], cached[2]
@@ -229,6 +229,18 @@ class JobMedia:
             finally:
                 tmp.unlink(missing_ok=True)
             return dest
+
+    def gains(self, job_id: str, index: int) -> dict[str, list[float]] | None:
+        """The video's per-frame mean gains before and after stabilisation (see
+        :func:`nhance_batch.analysis.gains.mean_gains`); None while the job has no manifest
+        or the video recorded none."""
+        from nhance_batch.analysis.gains import mean_gains
+
+        try:
+            _, manifest = self._manifest(job_id)
+        except MediaNotFound:
+            return None
+        return mean_gains(manifest.videos[index])
 
     def player_sources(self, job_id: str, index: int) -> dict[str, str]:
         """Which kind the comparison page plays for each side: the files themselves when a

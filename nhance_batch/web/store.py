@@ -200,8 +200,9 @@ class JobStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     # -- documents -----------------------------------------------------------------------
-    def _state_key(self, job_id: str) -> Any:
-        """A cheap signature of the job's state files: changes whenever one is written."""
+    def state_signature(self, job_id: str) -> Any:
+        """A cheap signature of the job's state files (names, sizes, modification times):
+        it changes whenever one is written; None while the job has no state folder."""
         folder = self.output_dir(job_id) / "_nhance"
         entries = []
         for sub in (folder, folder / "journal"):
@@ -222,7 +223,7 @@ class JobStore:
 
         record = record or self.get(job_id)
         cached = self._cache.setdefault(job_id, _Cached())
-        key = self._state_key(job_id)
+        key = self.state_signature(job_id)
         fresh = time.monotonic() - cached.read_at < _STATUS_TTL_S
         if cached.read_at and key == cached.key and (record.state != RUNNING or fresh):
             return cached.status

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -117,6 +119,16 @@ def test_media_kinds_and_ranges(serve, web_clips):
                                 headers={"Range": "bytes=0-99"})
             assert ranged.status_code == 206 and ranged.content == r.content[:100]
         assert client.get(f"{base}/compare", params={"mode": "diagonal"}).status_code == 422
+        r = client.get(f"{base}/compare", params={"mode": "swipe", "download": "true"})
+        assert r.headers["content-disposition"].startswith("attachment")
+        assert 'filename="short.compare.swipe.mp4"' in r.headers["content-disposition"]
+
+        # the comparison page carries the flicker plot's series: one mean gain per frame
+        page = client.get(f"/jobs/{job_id}/videos/0")
+        assert page.status_code == 200
+        gains = json.loads(re.search(r"data-gains='([^']*)'", page.text).group(1))
+        assert len(gains["before"]) == len(gains["after"]) == 24
+        assert all(g > 0 for g in gains["before"] + gains["after"])
 
         preview = client.get(f"{base}/preview")
         assert preview.status_code == 200 and preview.content[4:8] == b"ftyp"

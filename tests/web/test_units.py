@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from nhance_batch.web.app import input_allowed, uploads_input
+from nhance_batch.web.inputs import input_allowed, uploads_input
 from nhance_batch.web.auth import token_matches
 from nhance_batch.web.runner import summarize_outcome
 from nhance_batch.web.settings import JobSettings, is_loopback
