@@ -71,7 +71,7 @@ def assemble(
         source: the original video (``info`` is its probe result).
         info: probe result of ``source``.
         parts: part files from :func:`encode_part`, in chunk order.
-        dest: output path (written to ``<dest>.partial`` first, then renamed).
+        dest: output path (written under a temporary name beside it, then renamed).
         config: the encode config the parts were made with (checked against them).
         container: FFmpeg muxer name; default: the source's format, falling back
             to Matroska when it cannot carry the streams (see module docstring).

@@ -179,14 +179,16 @@ def open_output(
 
     ``options`` are muxer (format context) options.
 
-    Writes ``<dest>.partial`` in the same folder and renames it onto ``dest`` at
-    the end, so a failed or interrupted write never leaves a broken ``dest``.
+    The file is written under a temporary name in the same folder and committed onto
+    ``dest`` at the end (:func:`nhance_batch.storage.atomic_local_file`), so a failed or
+    interrupted write never leaves a broken ``dest``.
     """
     import av
 
+    from nhance_batch.storage.objects import atomic_local_file
+
     final = Path(os.fspath(dest))
-    tmp = final.with_name(final.name + ".partial")
-    try:
+    with atomic_local_file(final) as tmp:
         try:
             fh = open(tmp, "wb")  # noqa: SIM115 - closed by the with block below
         except OSError as exc:
@@ -206,6 +208,3 @@ def open_output(
                 container.close()
             except av.FFmpegError as exc:
                 raise MediaError(str(final), f"cannot finish the file ({_ffmpeg_reason(exc)})") from None
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)

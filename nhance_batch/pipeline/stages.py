@@ -293,12 +293,12 @@ _malloc_trim = None
 def _scratch_file(dest: str, suffix: str) -> str:
     """A temporary file to write ``dest`` from: beside it when local (so a rename commits it),
     else in the worker's temporary folder (then uploaded whole)."""
-    from nhance_batch.storage import is_local_url, local_path
+    from nhance_batch.storage import is_local_url, local_path, temp_name
 
     if is_local_url(dest):
         final = local_path(dest)
         os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
-        return f"{final}.tmp{os.getpid()}{suffix}"
+        return temp_name(final) + suffix
     handle, path = tempfile.mkstemp(prefix="nhance-", suffix=suffix)
     os.close(handle)
     return path

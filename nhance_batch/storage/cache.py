@@ -13,7 +13,7 @@ from typing import Any
 
 from nhance_batch.storage.errors import StorageError
 from nhance_batch.storage.listing import fingerprint
-from nhance_batch.storage.objects import download
+from nhance_batch.storage.objects import TEMP_MARK, download
 from nhance_batch.storage.urls import _display, is_local_url, local_path
 
 ENV_INPUT_CACHE_BYTES = "NHANCE_INPUT_CACHE_BYTES"
@@ -106,7 +106,7 @@ class InputCache:
         try:
             with os.scandir(self.root) as it:
                 return [e for e in it if e.is_file() and not e.name.endswith(".lock")
-                        and ".part-" not in e.name]
+                        and TEMP_MARK not in e.name]
         except FileNotFoundError:
             return []
 
