@@ -62,14 +62,18 @@ class EncodeConfig(_Frozen):
     """How enhanced frames are encoded into parts.
 
     Attributes:
-        codec: FFmpeg encoder name for lossy output (``libx264``, ``libx265``, ``libaom-av1``...).
-        crf: constant rate factor for encoders that take one.
+        codec: ``match`` (the source's codec family: H.264, HEVC at its bit depth, AV1, VP9;
+            H.264 or HEVC Main 10 for other codecs), ``auto`` (the hardware encoder of that
+            family where one works), or an FFmpeg encoder name (``libx264``, ``libx265``...).
+        crf: constant rate factor for encoders that take one; None: the encoder's default,
+            each about the quality of x264 at CRF 18
+            (:data:`nhance_batch.media.encode.DEFAULT_CRF`).
         preset: encoder speed preset (x264/x265 names).
         lossless: encode so that decoding returns the enhancer's output exactly (overrides codec).
     """
 
-    codec: str = "libx264"
-    crf: int = Field(18, ge=0, le=63)
+    codec: str = "match"
+    crf: int | None = Field(None, ge=0, le=63)
     preset: str = "medium"
     lossless: bool = False
 

@@ -16,11 +16,16 @@ Lossless mode (``EncodeConfig.lossless``): FFV1 in RGB, ``bgr0`` for 8-bit
 frames and ``rgb48le`` for 16-bit ones, so decoding returns the given RGB
 arrays bit for bit (the configured codec is ignored).
 
-``codec="auto"`` (:func:`choose_codec`, :func:`resolve_codec`): the first hardware
-encoder of :data:`HARDWARE_ENCODERS` that really works on this machine (an encoder
-is opened and one frame encoded: FFmpeg builds list NVENC even where no GPU or
-driver library is there), else libx264, with a note saying why. The choice is
-made once per process. NVENC takes the CRF as its constant-quality value
+Codec choice, per video (:func:`resolve_codec`). ``codec="match"`` (the default) keeps
+the source's family so the output plays where the source played: H.264 (8-bit) ->
+libx264 8-bit 4:2:0; HEVC -> libx265 at the source's bit depth, tagged ``hvc1``; AV1 ->
+libsvtav1; VP9 -> libvpx-vp9; anything else -> libx264 for 8-bit and HEVC Main 10 for
+deeper sources (never H.264 High 10 unless named). Each encoder's default CRF
+(:data:`DEFAULT_CRF`) gives about the quality of x264 CRF 18. ``codec="auto"``
+(:func:`choose_codec`): the first hardware encoder of that family that really works on
+this machine (an encoder is opened and one frame encoded: FFmpeg builds list NVENC even
+where no GPU or driver library is there), else the software one, with a note saying why.
+The choice is made once per process and family. NVENC takes the CRF as its constant-quality value
 (``rc=vbr``, ``cq``) and the x264 preset names map to its p1-p7 presets.
 """
 
@@ -56,15 +61,37 @@ _PIX_FMT_CANDIDATES: dict[tuple[bool, bool], tuple[str, ...]] = {
 }
 _PRESET_ENCODERS = frozenset({"libx264", "libx265"})
 _FALLBACK_RATE = Fraction(25)
+# Options beyond the CRF: VP9 is constant-quality only with no target bitrate; x265 logs
+# every part's statistics to stderr unless told not to.
+_EXTRA_OPTIONS = {"libvpx-vp9": {"b": "0", "row-mt": "1"},
+                  "libx265": {"x265-params": "log-level=error"}}
 
 log = logging.getLogger(__name__)
 
-#: The ``codec`` value that picks an encoder where the job runs.
+#: The ``codec`` value that picks the source's own codec family (the default).
+MATCH_CODEC = "match"
+#: The ``codec`` value that picks a hardware encoder of that family where one works.
 AUTO_CODEC = "auto"
-#: Hardware encoders ``--codec auto`` tries, best first.
+#: Hardware encoders ``--codec auto`` tries for the H.264 family, best first.
 HARDWARE_ENCODERS = ("h264_nvenc", "hevc_nvenc")
-#: What ``--codec auto`` uses when no hardware encoder works.
+#: What ``--codec auto`` uses for an H.264-family video when no hardware encoder works.
 SOFTWARE_CODEC = "libx264"
+# Source codec -> the software encoder of its family, for 8-bit and for deeper sources. H.264
+# deeper than 8 bits becomes HEVC Main 10: players that take H.264 High 10 are rare.
+_MATCHED = {"h264": ("libx264", "libx265"), "hevc": ("libx265", "libx265"),
+            "av1": ("libsvtav1", "libsvtav1"), "vp9": ("libvpx-vp9", "libvpx-vp9")}
+# Any other source codec (ProRes, MPEG-4, MJPEG...).
+_OTHER = ("libx264", "libx265")
+# Software encoder -> the hardware encoders of its family.
+_HARDWARE_FAMILY = {"libx264": ("h264_nvenc",), "libx265": ("hevc_nvenc",),
+                    "libsvtav1": ("av1_nvenc",), "libvpx-vp9": ()}
+#: Default CRF per encoder: each about the quality of x264 at CRF 18, measured as the PSNR
+#: (Y, U and V) against the decoded source on the sample clips (bikes.mp4 640x272, 100
+#: frames; carphone.mp4 176x144, 120 frames), each encoder with the options used here: the
+#: CRF whose PSNR is closest to x264 CRF 18's. Encoders not listed take 18.
+DEFAULT_CRF = {"libx264": 18, "libx265": 16, "libsvtav1": 24, "libvpx-vp9": 24}
+#: Encoders whose streams are tagged ``hvc1`` in MP4/MOV (what Apple players require).
+HVC1_ENCODERS = frozenset({"libx265", "hevc_nvenc"})
 _NVENC_ENCODERS = frozenset({"h264_nvenc", "hevc_nvenc", "av1_nvenc"})
 # x264 preset names -> NVENC's p1 (fastest) .. p7 (best); p1-p7 pass through.
 _NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3",
@@ -143,22 +170,40 @@ def choose_codec(candidates: tuple[str, ...] = HARDWARE_ENCODERS,
     return CodecChoice(fallback, False, note, tuple(tried))
 
 
-def resolve_codec(config: EncodeConfig) -> tuple[EncodeConfig, str | None]:
-    """``config`` with ``codec="auto"`` replaced by :func:`choose_codec`'s encoder, and the
-    note to show (None when nothing was resolved or a hardware encoder was found).
+def matched_encoder(info: VideoInfo | None) -> str:
+    """The software encoder of ``info``'s codec family at its bit depth (``match``); H.264
+    when nothing is known of the source."""
+    if info is None:
+        return SOFTWARE_CODEC
+    eight_bit, deeper = _MATCHED.get(info.codec, _OTHER)
+    return deeper if info.high_bit_depth else eight_bit
 
-    Resolve once per job, where the job starts, so that every part of a video has the same
-    codec (parts are joined without re-encoding)."""
-    if config.lossless or config.codec != AUTO_CODEC:
+
+def resolve_codec(config: EncodeConfig,
+                  info: VideoInfo | None = None) -> tuple[EncodeConfig, str | None]:
+    """``config`` for ``info``'s video with ``codec`` an FFmpeg encoder name and ``crf`` a
+    number, and the note to show (None when there is nothing to tell).
+
+    ``match`` takes the source's family (:func:`matched_encoder`); ``auto`` takes the first
+    working hardware encoder of that family (:func:`choose_codec`, cached per process), else
+    its software encoder with a note. An unset ``crf`` becomes the encoder's
+    :data:`DEFAULT_CRF`. Decide once per video, where it is planned: every part of a video
+    must have the same codec (parts are joined without re-encoding).
+    """
+    if config.lossless:
         return config, None
-    choice = choose_codec()
-    if hasattr(config, "model_copy"):
-        resolved = config.model_copy(update={"codec": choice.codec})
-    else:  # a dataclass config
-        from dataclasses import replace
-
-        resolved = replace(config, codec=choice.codec)
-    return resolved, choice.note
+    codec = software = config.codec
+    note = None
+    if codec in (MATCH_CODEC, AUTO_CODEC):
+        software = matched_encoder(info)
+        codec = software
+        if config.codec == AUTO_CODEC:
+            choice = choose_codec(_HARDWARE_FAMILY.get(software, ()), software)
+            codec, note = choice.codec, choice.note
+    crf = config.crf
+    if crf is None:
+        crf = DEFAULT_CRF.get(software if codec in _NVENC_ENCODERS else codec, 18)
+    return config.model_copy(update={"codec": codec, "crf": crf}), note
 
 
 @dataclass(frozen=True)
@@ -170,12 +215,14 @@ class EncoderSettings:
         pix_fmt: pixel format handed to the encoder.
         options: encoder options (CRF, preset...).
         lossless: RGB lossless mode (no YUV conversion, no colour-matrix tag).
+        codec_tag: the MP4/MOV sample entry to write (``hvc1``), None for the muxer's own.
     """
 
     codec: str
     pix_fmt: str
     options: dict[str, str]
     lossless: bool
+    codec_tag: str | None = None
 
 
 def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
@@ -190,8 +237,8 @@ def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
     if config.lossless:
         pix_fmt = "rgb48le" if info.high_bit_depth else "bgr0"
         return EncoderSettings(LOSSLESS_CODEC, pix_fmt, {}, lossless=True)
-    if config.codec == AUTO_CODEC:  # not resolved by the job: choose here (cached)
-        config, _ = resolve_codec(config)
+    if config.codec in (MATCH_CODEC, AUTO_CODEC) or config.crf is None:
+        config, _ = resolve_codec(config, info)  # not resolved by the job: here (cached)
     try:
         codec = av.codec.Codec(config.codec, "w")
     except (av.FFmpegError, ValueError):
@@ -210,11 +257,12 @@ def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
     if config.codec in _NVENC_ENCODERS:
         preset = _NVENC_PRESETS.get(config.preset, config.preset)
         options = {"rc": "vbr", "cq": str(min(config.crf, 51)), "b": "0", "preset": preset}
-        return EncoderSettings(config.codec, pix_fmt, options, lossless=False)
-    options = {"crf": str(config.crf)}
-    if config.codec in _PRESET_ENCODERS:
-        options["preset"] = config.preset
-    return EncoderSettings(config.codec, pix_fmt, options, lossless=False)
+    else:
+        options = {"crf": str(config.crf), **_EXTRA_OPTIONS.get(config.codec, {})}
+        if config.codec in _PRESET_ENCODERS:
+            options["preset"] = config.preset
+    tag = "hvc1" if config.codec in HVC1_ENCODERS else None
+    return EncoderSettings(config.codec, pix_fmt, options, lossless=False, codec_tag=tag)
 
 
 def encode_part(
@@ -259,6 +307,10 @@ def encode_part(
             stream.width = info.width
             stream.height = info.height
             stream.pix_fmt = settings.pix_fmt
+            if settings.codec_tag:
+                stream.codec_tag = settings.codec_tag
+            if info.sample_aspect_ratio:
+                stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
             stream.time_base = info.time_base
             stream.codec_context.time_base = info.time_base
             stream.codec_context.thread_type = "AUTO"
