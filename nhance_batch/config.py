@@ -157,6 +157,8 @@ class RunConfig(_Frozen):
             ``chunk.overlap`` must be at least this.
         previews: also write a browser-playable H.264 preview of each output under
             ``OUTPUT/_nhance/preview/``.
+        strict: a damaged recording (frames at its end that do not decode) fails; by
+            default the frames that decode are kept and the video is noted.
         storage_options: fsspec options (credentials, endpoints), flat or keyed by protocol;
             never printed, logged or recorded.
     """
@@ -170,6 +172,7 @@ class RunConfig(_Frozen):
     limits: LimitsConfig = LimitsConfig()
     temporal_radius: int = Field(DEFAULT_TEMPORAL_RADIUS, ge=0)
     previews: bool = False
+    strict: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
 
     @model_validator(mode="after")
@@ -218,7 +221,7 @@ def run_config(input: str, output: str, *, model: str = "iphone",
                gpus_per_worker: float | None = None, threads: int = 0,
                max_pixels: str | int | None = None, max_frames: int | None = None,
                task_timeout: float | None = None, previews: bool = False,
-               dashboard: bool = False,
+               dashboard: bool = False, strict: bool = False,
                storage_options: dict[str, Any] | None = None) -> RunConfig:
     """The :class:`RunConfig` of a job from flat settings: the ``run`` options, the keys of a
     job spec, the fields of the web form. ``None`` takes the default.
@@ -259,6 +262,7 @@ def run_config(input: str, output: str, *, model: str = "iphone",
             chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap),
             encode=EncodeConfig(**encode, lossless=lossless),
             cluster=ClusterConfig(**cluster), limits=LimitsConfig(**limits),
-            temporal_radius=radius, previews=previews, storage_options=storage_options or {})
+            temporal_radius=radius, previews=previews, strict=strict,
+            storage_options=storage_options or {})
     except ValidationError as exc:
         raise ConfigError(error_text(exc)) from None

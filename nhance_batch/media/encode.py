@@ -302,7 +302,7 @@ def encode_part(
     try:
         with open_output(dest, PART_FORMAT, mov_options(info.time_base)) as container:
             stream = container.add_stream(
-                settings.codec, rate=_frame_rate(info), options=settings.options
+                settings.codec, rate=nominal_rate(info), options=settings.options
             )
             stream.width = info.width
             stream.height = info.height
@@ -356,8 +356,9 @@ def _check_frames(frames: np.ndarray, pts: np.ndarray, info: VideoInfo) -> None:
         raise ValueError("pts must be strictly increasing integers")
 
 
-def _frame_rate(info: VideoInfo) -> Fraction:
-    """The nominal rate given to the encoder (rate control only; timestamps come from pts)."""
+def nominal_rate(info: VideoInfo) -> Fraction:
+    """The nominal frame rate of ``info``'s video: the encoder's (rate control only;
+    timestamps come from pts) and the muxer's (a MOV timecode track counts frames at it)."""
     if info.average_rate:
         return info.average_rate
     if info.frame_count > 1 and info.pts[-1] > info.pts[0]:

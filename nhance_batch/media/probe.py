@@ -94,6 +94,8 @@ class VideoInfo:
         lost: ``(from, to)`` in seconds of the stream's end that does not decode (a file cut
             short or damaged at its end); ``pts`` then lists only the frames that decode.
             None when every frame decodes (or when nothing was decoded, ``plan``).
+        timecode: the start timecode (``01:00:00:00``) of the video track or of a timecode
+            track (``tmcd``), if any.
     """
 
     path: str
@@ -114,6 +116,7 @@ class VideoInfo:
     display_matrix: tuple[int, ...] | None = None
     sample_aspect_ratio: Fraction | None = None
     lost: tuple[float, float] | None = None
+    timecode: str | None = None
 
     @property
     def display_aspect_ratio(self) -> Fraction:
@@ -221,6 +224,7 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
             display_matrix=matrix,
             sample_aspect_ratio=_pixel_shape(stream),
             lost=lost,
+            timecode=_timecode(container, stream),
         )
 
 
@@ -300,6 +304,14 @@ def decode_tolerant(container: Any, stream: Any) -> Iterator[VideoFrame]:
             yield from stream.decode(packet)
         except av.FFmpegError:
             continue
+
+
+def _timecode(container: Any, stream: VideoStream) -> str | None:
+    """The video track's timecode tag, else the first timecode track's."""
+    for s in (stream, *container.streams):
+        if s.metadata.get("timecode"):
+            return s.metadata["timecode"]
+    return None
 
 
 def _pixel_shape(stream: VideoStream) -> Fraction | None:

@@ -28,7 +28,7 @@ from nhance_batch.pipeline.executor import Executor
 from nhance_batch.pipeline.outputs import OutputNames, check_output_safe, unsafe_key
 from nhance_batch.pipeline.progress import NullReporter, Reporter
 from nhance_batch.pipeline.summary import (JobSummary, StageTotals, VideoSummary, merge_enhancer,
-                                           rate)
+                                           rate, size_ratio)
 from nhance_batch.state.jobstate import JobState, job_settings
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord, Gains,
@@ -85,6 +85,8 @@ class Scheduler:
         self.cancel = cancel
         self.started = time.monotonic()
         self.infos: dict[int, Any] = {}
+        self.encodes: dict[int, Any] = {}  # each video's encoder (its codec, resolved)
+        self.notes: dict[str, None] = {}  # about the run as a whole, in order, once each
         self.video_started: dict[int, float] = {}
         self.run_attempts: dict[tuple[int, int], int] = {}
         self.probe_queue: deque[int] = deque(
@@ -129,19 +131,32 @@ class Scheduler:
             return
         video = self.videos[vid]
         try:
-            from nhance_batch.media import output_container
+            from nhance_batch.media import plan_output
+            from nhance_batch.media.encode import resolve_codec
 
-            container = output_container(video.relative, info, self.config.encode)
+            encode, codec_note = resolve_codec(self.config.encode, info)
+            plan = plan_output(video.relative, info, encode)
         except Exception as exc:  # noqa: BLE001 - the video's own problem
             self.fail(vid, f"{video.input}: no output container fits "
                            f"({type(exc).__name__}: {exc})")
             return
+        if info.lost is not None and self.config.strict:
+            self.fail(vid, f"{video.input}: {info.lost_note} (strict: a damaged recording "
+                           "fails)")
+            return
+        container = plan.format
+        self.encodes[vid], video.output_codec = encode, plan.codec
+        if codec_note:
+            self.notes.setdefault(codec_note)
         name, why = self.names.name(video.relative, container)
         if video.output_name != name:
             video.output_name = name
             video.note = why
         elif why and not video.note:
             video.note = why
+        for note in (*plan.notes, info.lost_note):
+            if note and note not in (video.note or ""):
+                video.note = "; ".join(filter(None, (video.note, note)))
         self.infos[vid] = info
         self.cut_chunks(video, info)
         video.status = RUNNING
@@ -174,7 +189,7 @@ class Scheduler:
         return stages.ChunkTask(
             vid, self.source(video), chunk_info(info, window), window,
             self.layout.part(video.relative, chunk.index), self.config.temporal_radius,
-            self.config.encode, attempt=chunk.attempts + 1,
+            self.encodes[vid], attempt=chunk.attempts + 1,
             output_options=self.layout.output_options)
 
     def queue_chunks(self, vid: int) -> None:
@@ -247,7 +262,7 @@ class Scheduler:
         task = stages.AssembleTask(
             vid, self.source(video), info, parts,
             self.layout.scratch(video.relative, os.path.splitext(dest)[1]), dest,
-            self.config.encode, output_options=self.layout.output_options,
+            self.encodes[vid], output_options=self.layout.output_options,
             preview=self.layout.preview(video.output_name) if self.config.previews else None)
         self._submit(self.executor.submit_assemble(task), "assemble", vid, task)
 
@@ -362,12 +377,15 @@ class Scheduler:
             out.append(VideoSummary(
                 video.input, video.output, video.status, frames, seconds,
                 rate(frames, seconds) if video.status == DONE else 0.0,
-                video.added_flicker, video.model_flicker, video.error, video.note))
+                video.added_flicker, video.model_flicker, video.error, video.note,
+                output_codec=video.output_codec,
+                size_ratio=size_ratio(video.output_bytes, video.size)))
         return JobSummary(self.run.run, out, self.totals.fps(),
                           time.monotonic() - self.started,
                           sum(v.frames for v in out if v.status == DONE),
                           self.computed, self.skipped, self.progress, status,
-                          enhancer=self.run.enhancer, enhancer_busy=self.run.enhancer_busy)
+                          enhancer=self.run.enhancer, enhancer_busy=self.run.enhancer_busy,
+                          notes=list(self.notes))
 
 
 class Driver:

@@ -126,6 +126,7 @@ class VideoRecord:
     output_name: str | None = None  # the key under OUTPUT, decided at plan time
     preview: str | None = None      # the browser-playable preview (run --previews)
     metrics: dict[str, Any] | None = None  # before/after quality metrics (stored as JSON)
+    output_codec: str | None = None  # the video encoder, decided per video at plan time
     chunks: list[ChunkRecord] = field(default_factory=list)
 
 
@@ -199,6 +200,7 @@ SCHEMA = pa.schema(
         pa.field("output_name", pa.string()),
         pa.field("preview", pa.string()),
         pa.field("metrics", pa.string()),
+        pa.field("output_codec", pa.string()),
         pa.field("chunks", pa.list_(pa.field("element", CHUNK_TYPE, nullable=False))),
     ]
 )
@@ -530,6 +532,9 @@ def summarize_for_status(manifest: Manifest, now: datetime | None = None) -> dic
                 "added_flicker": v.added_flicker,
                 "metrics": v.metrics,
                 "preview": v.preview,
+                "output_codec": v.output_codec,
+                "size_ratio": (round(v.output_bytes / v.size, 3)
+                               if v.output_bytes and v.size else None),
                 "chunks": [
                     {
                         "index": c.index,

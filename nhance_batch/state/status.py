@@ -15,6 +15,7 @@ def status_document(output: str, manifest: str | None = None,
 
     Keys: ``videos`` (per video ``input``, ``output``, ``status``, ``error``, ``frames``,
     ``note``, ``chunks_done``, ``chunks_total``, ``added_flicker``, ``metrics``, ``preview``,
+    ``output_codec``, ``size_ratio``,
     ``chunks``), ``runs``, ``progress``, ``eta_seconds`` and ``driver_alive``. A video left
     ``running`` by a driver that is gone shows as ``pending``.
 
