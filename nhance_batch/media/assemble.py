@@ -22,8 +22,8 @@ What the output container must accept is decided before any chunk is computed
 Output container: by default the source's own format (MP4 stays MP4 — MOV when
 the source's name ends in ``.mov`` —, Matroska stays Matroska, WebM, AVI, NUT,
 MPEG-TS, ...). When that format cannot carry the video codec of the parts (e.g.
-FFV1 from lossless mode in MOV), or one of the audio/subtitle codecs, the output
-falls back to Matroska. ``container=`` forces a format; it is an error if it
+FFV1 from lossless mode in MOV, H.264 in AVI), or one of the audio/subtitle codecs,
+the output falls back to Matroska. ``container=`` forces a format; it is an error if it
 cannot carry the streams.
 """
 
@@ -77,6 +77,9 @@ _MOV_MUXERS = frozenset({"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v
 # Container tags the muxer writes itself (brands, its own name); copying them would be stale.
 _OWN_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 _TIMECODE_HANDLER = "TimeCodeHandler"
+# Muxers that take H.264/HEVC only as an Annex B byte stream and, unlike MPEG-TS, do not
+# convert the parts' MP4-style packets themselves: such a video goes to the fallback.
+_ANNEX_B_MUXERS = frozenset({"avi"})
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,9 @@ def _muxer_options(fmt: str, info: VideoInfo, tags: Any) -> dict[str, str] | Non
 def _add_video(out: Any, template: Any, src: Any, info: VideoInfo, plan: OutputPlan) -> Any:
     """The output's video stream: the parts' codec, with the source's time base, frame rate,
     display matrix, pixel shape and tags."""
-    video = out.add_stream_from_template(template)
+    # opaque: the part's own codec object; by default PyAV looks up an encoder named like
+    # the part's decoder, and there is none named "libdav1d" (AV1)
+    video = out.add_stream_from_template(template, opaque=True)
     video.time_base = info.time_base
     # the muxer's frame rate (MOV writes its timecode track at it), not 1/time base
     video.codec_context.framerate = nominal_rate(info)
@@ -299,6 +304,8 @@ def _choose_format(source: str, info: VideoInfo, video_codec: str, forced: str |
         except (av.FFmpegError, ValueError):
             raise MediaError(dest, f"unknown output container {fmt!r}") from None
         missing = _unsupported(name, required)
+        if name in _ANNEX_B_MUXERS and video_codec in ("h264", "hevc"):
+            missing.append(video_codec)
         if not missing:
             if fmt != candidates[0]:
                 log.info("%s: %s cannot carry %s; using %s", dest, candidates[0], first_missing, fmt)
@@ -341,8 +348,11 @@ def _add_other_streams(out: Any, src: Any, plan: OutputPlan, dest: str) -> dict[
 
 
 def _copy_tags(source: Any, copy: Any) -> None:
-    """Copy a stream's metadata (language, title...) and disposition (default, forced...)."""
+    """Copy a stream's metadata (language, title...) and disposition (default, forced...).
+    The MOV demuxer reads a track's title as ``name``, and its muxer writes ``title``."""
     copy.metadata.update(source.metadata)
+    if "name" in source.metadata and "title" not in source.metadata:
+        copy.metadata["title"] = source.metadata["name"]
     copy.disposition = int(source.disposition)
 
 

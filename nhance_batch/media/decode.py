@@ -120,7 +120,9 @@ def _decode_range(path: str, info: VideoInfo, lo: int, hi: int, *, seek_pts: int
     )
     with open_input(path) as container:
         stream = container.streams[info.stream_index]
-        stream.codec_context.thread_type = "AUTO"
+        # frame threads drop the frames in flight when a packet fails: a damaged file is
+        # decoded as the probe decoded its end, one frame at a time
+        stream.codec_context.thread_type = "AUTO" if info.lost is None else "SLICE"
         try:
             if seek_pts is not None:
                 container.seek(seek_pts, stream=stream, backward=True, any_frame=False)

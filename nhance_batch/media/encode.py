@@ -85,11 +85,15 @@ _OTHER = ("libx264", "libx265")
 # Software encoder -> the hardware encoders of its family.
 _HARDWARE_FAMILY = {"libx264": ("h264_nvenc",), "libx265": ("hevc_nvenc",),
                     "libsvtav1": ("av1_nvenc",), "libvpx-vp9": ()}
-#: Default CRF per encoder: each about the quality of x264 at CRF 18, measured as the PSNR
-#: (Y, U and V) against the decoded source on the sample clips (bikes.mp4 640x272, 100
-#: frames; carphone.mp4 176x144, 120 frames), each encoder with the options used here: the
-#: CRF whose PSNR is closest to x264 CRF 18's. Encoders not listed take 18.
-DEFAULT_CRF = {"libx264": 18, "libx265": 16, "libsvtav1": 24, "libvpx-vp9": 24}
+#: Default CRF per encoder: each about the quality of x264 at CRF 18. Measured with
+#: ``bench/codec_quality.py``: PSNR (Y, U, V) against the frames given to the encoder, on the
+#: sample clips cropped off their 16x16 block grid (bikes 632x264, 100 frames: x264 CRF 18
+#: 47.03 dB; carphone 168x136, 120 frames: 42.30 dB), each encoder with the options used
+#: here; the CRF where each encoder's PSNR meets x264's, interpolated and averaged over the
+#: two clips: x265 19.2 (47.15 / 42.44 dB at 19), SVT-AV1 23.2 (46.82 / 42.24 dB at 24,
+#: 47.13 / 42.61 at 22), VP9 25.3 (47.25 / 42.96 dB at 24, 46.67 / 42.24 at 26). Encoders
+#: not listed take 18.
+DEFAULT_CRF = {"libx264": 18, "libx265": 19, "libsvtav1": 23, "libvpx-vp9": 25}
 #: Encoders whose streams are tagged ``hvc1`` in MP4/MOV (what Apple players require).
 HVC1_ENCODERS = frozenset({"libx265", "hevc_nvenc"})
 _NVENC_ENCODERS = frozenset({"h264_nvenc", "hevc_nvenc", "av1_nvenc"})

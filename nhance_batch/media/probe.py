@@ -73,7 +73,7 @@ class VideoInfo:
     Attributes:
         path: the file probed.
         container: FFmpeg demuxer name (``mov,mp4,m4a,3gp,3g2,mj2``, ``matroska,webm``...).
-        codec: video codec name.
+        codec: video codec name (FFmpeg's, not its decoder's: ``av1``, never ``libdav1d``).
         width, height: coded picture size.
         pix_fmt: decoder pixel format (``yuv420p``, ``yuv420p10le``...).
         bit_depth: bits per component of ``pix_fmt``.
@@ -129,8 +129,8 @@ class VideoInfo:
         if self.lost is None:
             return None
         start, end = self.lost
-        return (f"damaged recording: {start:.3f} s to {end:.3f} s (its end) does not decode; "
-                f"the {self.frame_count} frames before it were kept")
+        return (f"damaged recording: frames from {start:.3f} s to {end:.3f} s (its end) do "
+                f"not decode; the {self.frame_count} frames that do were kept")
 
     @property
     def high_bit_depth(self) -> bool:
@@ -182,11 +182,11 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
                                     f"{max_pixels:,} pixels (--max-pixels)")
 
         try:
-            pts, keys, first_frame = _scan_packets(spath, container, stream, max_frames,
-                                                   decode=decode_first_frame)
+            pts, keys, last_dts, first_frame = _scan_packets(
+                spath, container, stream, max_frames, decode=decode_first_frame)
             lost = None
             if decode_first_frame:
-                pts, lost = _decodable_end(container, stream, pts, keys)
+                pts, lost = _decodable_end(container, stream, pts, keys, last_dts)
         except av.FFmpegError as exc:
             raise MediaError(spath, f"cannot read video packets ({_ffmpeg_reason(exc)})") from None
 
@@ -208,7 +208,7 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
         return VideoInfo(
             path=spath,
             container=container.format.name,
-            codec=cc.name,
+            codec=cc.codec.canonical_name,
             width=cc.width,
             height=cc.height,
             pix_fmt=pix_fmt,
@@ -241,11 +241,12 @@ def _main_video_stream(streams: Any) -> VideoStream | None:
 def _scan_packets(
     path: str, container: Any, stream: VideoStream, max_frames: int | None = None,
     decode: bool = True,
-) -> tuple[tuple[int, ...], list[int], VideoFrame | None]:
-    """Collect every video packet's PTS and the keyframes'; decode just until the first frame
-    comes out (nothing when ``decode`` is False)."""
+) -> tuple[tuple[int, ...], list[int], int | None, VideoFrame | None]:
+    """Collect every video packet's PTS, the keyframes' and the last DTS; decode just until
+    the first frame comes out (nothing when ``decode`` is False)."""
     pts: list[int] = []
     keys: list[int] = []
+    last_dts = None
     first_frame: VideoFrame | None = None
     for packet in container.demux(stream):
         if packet.size == 0 and packet.pts is None and packet.dts is None:
@@ -258,6 +259,7 @@ def _scan_packets(
         if packet.pts is None:
             raise MediaError(path, "video packets without timestamps are not supported")
         pts.append(packet.pts)
+        last_dts = packet.dts if packet.dts is not None else last_dts
         if packet.is_keyframe:
             keys.append(packet.pts)
         if max_frames is not None and len(pts) > max_frames:
@@ -271,27 +273,31 @@ def _scan_packets(
     pts.sort()
     if len(set(pts)) != len(pts):
         raise MediaError(path, "video stream has duplicate frame timestamps")
-    return tuple(pts), keys, first_frame
+    return tuple(pts), keys, last_dts, first_frame
 
 
-def _decodable_end(container: Any, stream: VideoStream, pts: tuple[int, ...],
-                   keys: list[int]) -> tuple[tuple[int, ...], tuple[float, float] | None]:
+def _decodable_end(container: Any, stream: VideoStream, pts: tuple[int, ...], keys: list[int],
+                   last_dts: int | None) -> tuple[tuple[int, ...], tuple[float, float] | None]:
     """``pts`` without the frames at the end that do not decode, and the lost time range.
 
     Decodes from the last keyframe to the end the way FFmpeg does (a packet that fails is
     skipped, decoding goes on), so the cost is one group of pictures. Frames before the last
-    keyframe are taken to decode: a file loses its end, not its middle, when cut short.
+    keyframe are taken to decode: a file loses its end, not its middle, when cut short. The
+    container's index may list frames whose data never came (past the end of the file):
+    their decoding times (never after their presentation) bound where the loss starts.
     """
     start = keys[-1] if keys else pts[0]
     container.seek(start, stream=stream, backward=True, any_frame=False)
     decoded = {f.pts for f in decode_tolerant(container, stream) if f.pts is not None}
     kept = tuple(p for p in pts if p < start or p in decoded)
-    if len(kept) == len(pts):
+    missing = [e.timestamp for e in stream.index_entries
+               if last_dts is not None and e.timestamp > last_dts]
+    missing += [p for p in pts if p >= start and p not in decoded]
+    if not missing:
         return pts, None
     tb = stream.time_base
-    first_lost = next(p for p in pts if p not in set(kept))
-    end = max(pts[-1], (stream.start_time or 0) + (stream.duration or 0))
-    return kept, (float(first_lost * tb), float(end * tb))
+    end = max(pts[-1], *missing, (stream.start_time or 0) + (stream.duration or 0))
+    return kept, (float(min(missing) * tb), float(end * tb))
 
 
 def decode_tolerant(container: Any, stream: Any) -> Iterator[VideoFrame]:
