@@ -87,12 +87,11 @@ _HARDWARE_FAMILY = {"libx264": ("h264_nvenc",), "libx265": ("hevc_nvenc",),
                     "libsvtav1": ("av1_nvenc",), "libvpx-vp9": ()}
 #: Default CRF per encoder: each about the quality of x264 at CRF 18. Measured with
 #: ``bench/codec_quality.py``: PSNR (Y, U, V) against the frames given to the encoder, on the
-#: sample clips cropped off their 16x16 block grid (bikes 632x264, 100 frames: x264 CRF 18
-#: 47.03 dB; carphone 168x136, 120 frames: 42.30 dB), each encoder with the options used
-#: here; the CRF where each encoder's PSNR meets x264's, interpolated and averaged over the
-#: two clips: x265 19.2 (47.15 / 42.44 dB at 19), SVT-AV1 23.2 (46.82 / 42.24 dB at 24,
-#: 47.13 / 42.61 at 22), VP9 25.3 (47.25 / 42.96 dB at 24, 46.67 / 42.24 at 26). Encoders
-#: not listed take 18.
+#: sample clips cropped off their 16x16 block grid, each encoder with the options used here,
+#: taking the CRF whose PSNR meets x264's on both clips. bikes 632x264 (100 frames) /
+#: carphone 168x136 (120 frames): x264 CRF 18 47.03 / 42.30 dB; x265 CRF 19 47.15 / 42.44 dB
+#: at 0.71 / 0.89 of x264's size; SVT-AV1 CRF 23 47.01 / 42.47 dB at 0.65 / 0.81; VP9 CRF
+#: 25 46.95 / 42.58 dB at 0.66 / 0.88. Encoders not listed take 18.
 DEFAULT_CRF = {"libx264": 18, "libx265": 19, "libsvtav1": 23, "libvpx-vp9": 25}
 #: Encoders whose streams are tagged ``hvc1`` in MP4/MOV (what Apple players require).
 HVC1_ENCODERS = frozenset({"libx265", "hevc_nvenc"})
