@@ -182,8 +182,11 @@ def plan_job(input_spec: str, *, model: Any, chunk: Any, encode: Any, limits: An
     seconds_here = None
     if calibration is not None and work:
         seconds_here = round(calibration.startup_s + sum(p.seconds_here for p, _, _ in work), 3)
-    estimates, per_kind = _gpu_estimates(table, kinds, work, gpus, model.precision, encode,
-                                         notes)
+    from nhance_batch.media.encode import resolve_codec
+
+    # the rate table is per encoder: "match" and "auto" read as the H.264 family's
+    estimates, per_kind = _gpu_estimates(table, kinds, work, gpus, model.precision,
+                                         resolve_codec(encode)[0], notes)
     usable = [p for p, _, _ in work]
     total = {
         "videos": len(videos),
