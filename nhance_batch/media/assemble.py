@@ -42,7 +42,7 @@ from typing import Any
 from nhance_batch.config import EncodeConfig
 from nhance_batch.media.safe_open import _ffmpeg_reason, open_input, open_output
 from nhance_batch.media.encode import (LOSSLESS_CODEC, encoder_settings, mov_options,
-                                       nominal_rate)
+                                       nominal_rate, resolve_codec)
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.probe import StreamInfo, VideoInfo, probe
 
@@ -88,18 +88,26 @@ class OutputPlan:
 
     Attributes:
         format: the FFmpeg muxer.
-        codec: the video encoder the parts are made with.
+        encode: the encode settings of the video's parts, its codec resolved
+            (:func:`~nhance_batch.media.encode.resolve_codec`).
         streams: indexes of the source's other streams that are copied.
         timecode: the video track's timecode tag is written (MOV/MP4 rebuild the ``tmcd``
             track from it).
         notes: one sentence per stream or tag left out, naming it.
+        codec_note: what resolving the codec has to tell (``auto`` without hardware).
     """
 
     format: str
-    codec: str
+    encode: EncodeConfig
     streams: tuple[int, ...]
     timecode: bool
     notes: tuple[str, ...] = ()
+    codec_note: str | None = None
+
+    @property
+    def codec(self) -> str:
+        """The video encoder the parts are made with."""
+        return LOSSLESS_CODEC if self.encode.lossless else self.encode.codec
 
 
 def assemble(
@@ -239,16 +247,18 @@ def plan_output(
     *,
     container: str | None = None,
 ) -> OutputPlan:
-    """What :func:`assemble` will write for ``info``'s video: checked from the probe alone
-    (and a trial in memory for a timecode), before any chunk is computed.
+    """What :func:`assemble` will write for ``info``'s video, its codec resolved: checked
+    from the probe alone (and a trial in memory for a timecode), before any chunk is
+    computed.
 
     Raises:
-        MediaError: no container can carry the video and its audio and subtitles.
+        MediaError: no container can carry the video and its audio and subtitles, or the
+            encoder is not available.
     """
     import av
 
-    encoder = encoder_settings(info, config).codec
-    codec = av.codec.Codec(encoder, "w").canonical_name
+    config, codec_note = resolve_codec(config, info)
+    codec = av.codec.Codec(encoder_settings(info, config).codec, "w").canonical_name
     fmt = _choose_format(os.fspath(source), info, codec, container, os.fspath(source))
     supported = _supported_codecs(fmt)
     kept, notes = [], []
@@ -263,7 +273,7 @@ def plan_output(
         if problem:
             timecode = False
             notes.append(f"timecode {info.timecode} dropped: {problem}")
-    return OutputPlan(fmt, encoder, tuple(kept), timecode, tuple(notes))
+    return OutputPlan(fmt, config, tuple(kept), timecode, tuple(notes), codec_note)
 
 
 def _is_timecode(stream: StreamInfo) -> bool:

@@ -192,18 +192,6 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
 
         matrix = _display_matrix(first_frame) if first_frame is not None else None
         rotation = first_frame.rotation % 360 if first_frame is not None else 0
-        others = tuple(
-            StreamInfo(
-                index=s.index,
-                kind=s.type,
-                codec=s.codec_context.name if s.codec_context is not None else None,
-                time_base=s.time_base,
-                language=s.metadata.get("language"),
-                handler=s.metadata.get("handler_name"),
-            )
-            for s in container.streams
-            if s.type in ("audio", "subtitle", "data", "attachment")
-        )
         average_rate = stream.average_rate or None
         return VideoInfo(
             path=spath,
@@ -220,12 +208,28 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
             rotation=rotation,
             color=_color_info(cc, first_frame),
             average_rate=average_rate,
-            other_streams=others,
+            other_streams=_other_streams(container),
             display_matrix=matrix,
             sample_aspect_ratio=_pixel_shape(stream),
             lost=lost,
             timecode=_timecode(container, stream),
         )
+
+
+def _other_streams(container: Any) -> tuple[StreamInfo, ...]:
+    """Every audio, subtitle, data and attachment stream."""
+    return tuple(
+        StreamInfo(
+            index=s.index,
+            kind=s.type,
+            codec=s.codec_context.name if s.codec_context is not None else None,
+            time_base=s.time_base,
+            language=s.metadata.get("language"),
+            handler=s.metadata.get("handler_name"),
+        )
+        for s in container.streams
+        if s.type in ("audio", "subtitle", "data", "attachment")
+    )
 
 
 def _main_video_stream(streams: Any) -> VideoStream | None:

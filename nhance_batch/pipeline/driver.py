@@ -132,10 +132,8 @@ class Scheduler:
         video = self.videos[vid]
         try:
             from nhance_batch.media import plan_output
-            from nhance_batch.media.encode import resolve_codec
 
-            encode, codec_note = resolve_codec(self.config.encode, info)
-            plan = plan_output(video.relative, info, encode)
+            plan = plan_output(video.relative, info, self.config.encode)
         except Exception as exc:  # noqa: BLE001 - the video's own problem
             self.fail(vid, f"{video.input}: no output container fits "
                            f"({type(exc).__name__}: {exc})")
@@ -145,9 +143,9 @@ class Scheduler:
                            "fails)")
             return
         container = plan.format
-        self.encodes[vid], video.output_codec = encode, plan.codec
-        if codec_note:
-            self.notes.setdefault(codec_note)
+        self.encodes[vid], video.output_codec = plan.encode, plan.codec
+        if plan.codec_note:
+            self.notes.setdefault(plan.codec_note)
         name, why = self.names.name(video.relative, container)
         if video.output_name != name:
             video.output_name = name
