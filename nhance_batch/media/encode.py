@@ -173,13 +173,35 @@ def choose_codec(candidates: tuple[str, ...] = HARDWARE_ENCODERS,
     return CodecChoice(fallback, False, note, tuple(tried))
 
 
-def matched_encoder(info: VideoInfo | None) -> str:
-    """The software encoder of ``info``'s codec family at its bit depth (``match``); H.264
-    when nothing is known of the source."""
+def _pixel_format(encoder: str, info: VideoInfo) -> str | None:
+    """The best pixel format encoder ``encoder`` takes for ``info``'s frames, or None."""
+    import av
+
+    try:
+        supported = {f.name for f in av.codec.Codec(encoder, "w").video_formats or ()}
+    except (av.FFmpegError, ValueError):
+        return None
+    odd = info.width % 2 == 1 or info.height % 2 == 1
+    for pix_fmt in _PIX_FMT_CANDIDATES[(info.high_bit_depth, odd)]:
+        if pix_fmt in supported:
+            return pix_fmt
+    return None
+
+
+def matched_encoder(info: VideoInfo | None) -> tuple[str, str | None]:
+    """The software encoder of ``info``'s codec family at its bit depth (``match``), H.264
+    when nothing is known of the source; and a note when that family's encoder cannot take
+    the video here (libvpx built without 10-bit, SVT-AV1 at odd sizes): then libx265, which
+    takes every bit depth and size."""
     if info is None:
-        return SOFTWARE_CODEC
+        return SOFTWARE_CODEC, None
     eight_bit, deeper = _MATCHED.get(info.codec, _OTHER)
-    return deeper if info.high_bit_depth else eight_bit
+    encoder = deeper if info.high_bit_depth else eight_bit
+    if _pixel_format(encoder, info) is not None or _pixel_format("libx265", info) is None:
+        return encoder, None
+    return "libx265", (f"codec match: {encoder} cannot encode {info.bit_depth}-bit "
+                       f"{'odd-sized ' if info.width % 2 or info.height % 2 else ''}"
+                       f"{info.codec} video here; those are made with libx265")
 
 
 def resolve_codec(config: EncodeConfig,
@@ -198,11 +220,11 @@ def resolve_codec(config: EncodeConfig,
     codec = software = config.codec
     note = None
     if codec in (MATCH_CODEC, AUTO_CODEC):
-        software = matched_encoder(info)
+        software, note = matched_encoder(info)
         codec = software
         if config.codec == AUTO_CODEC:
             choice = choose_codec(_HARDWARE_FAMILY.get(software, ()), software)
-            codec, note = choice.codec, choice.note
+            codec, note = choice.codec, "; ".join(filter(None, (note, choice.note))) or None
     crf = config.crf
     if crf is None:
         crf = DEFAULT_CRF.get(software if codec in _NVENC_ENCODERS else codec, 18)
@@ -243,15 +265,11 @@ def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
     if config.codec in (MATCH_CODEC, AUTO_CODEC) or config.crf is None:
         config, _ = resolve_codec(config, info)  # not resolved by the job: here (cached)
     try:
-        codec = av.codec.Codec(config.codec, "w")
+        av.codec.Codec(config.codec, "w")
     except (av.FFmpegError, ValueError):
         raise MediaError(info.path, f"video encoder {config.codec!r} is not available") from None
-    supported = {f.name for f in codec.video_formats or ()}
-    odd = info.width % 2 == 1 or info.height % 2 == 1
-    for pix_fmt in _PIX_FMT_CANDIDATES[(info.high_bit_depth, odd)]:
-        if pix_fmt in supported:
-            break
-    else:
+    pix_fmt = _pixel_format(config.codec, info)
+    if pix_fmt is None:
         raise MediaError(
             info.path,
             f"encoder {config.codec!r} supports none of the pixel formats for a "

@@ -206,3 +206,31 @@ def test_frames_keep_their_pixels_through_matching_codecs(tmp_path: Path) -> Non
     a, b = decode_all(src, probe(src)).frames, decode_all(out, probe(out)).frames
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     assert 10 * np.log10(255**2 / mse) > 35
+
+
+def test_an_mp4_keeps_location_creation_time_and_languages(tmp_path: Path) -> None:
+    tags = {"location": "+48.8584+002.2945/", "creation_time": "2024-05-01T10:00:00.000000Z"}
+    src = make_video(tmp_path / "android.mp4", width=64, height=48, frames=4, tags=tags,
+                     stream_tags={"language": "fra", "encoder": "c2.qti.avc.encoder"})
+    out = tmp_path / "out.mp4"
+    enhance_like(src, out)
+    facts = stream_facts(out)
+    assert {k: facts["tags"].get(k) for k in tags} == tags
+    assert facts["video_tags"]["language"] == "fra"
+    assert facts["video_tags"].get("encoder") != "c2.qti.avc.encoder"
+
+
+def test_match_falls_back_to_hevc_where_the_familys_encoder_cannot_take_the_video(
+        tmp_path: Path) -> None:
+    vp9 = probe(make_video(tmp_path / "v.webm", width=64, height=48, frames=2,
+                           codec="libvpx-vp9"))
+    deep = dataclasses.replace(vp9, pix_fmt="yuv420p10le", bit_depth=10)
+    fits = encode_mod._pixel_format("libvpx-vp9", deep) is not None  # a 10-bit libvpx build
+    resolved, note = resolve_codec(EncodeConfig(), deep)
+    if fits:
+        assert (resolved.codec, note) == ("libvpx-vp9", None)
+    else:
+        assert resolved.codec == "libx265" and resolved.crf == DEFAULT_CRF["libx265"]
+        assert note == ("codec match: libvpx-vp9 cannot encode 10-bit vp9 video here; those "
+                        "are made with libx265")
+    assert resolve_codec(EncodeConfig(), vp9)[0].codec == "libvpx-vp9"
