@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     from av.video.frame import VideoFrame
     from av.video.stream import VideoStream
 
+#: The longest last group of pictures :func:`probe` decodes to find a damaged end when
+#: nothing else shows one: phones write a keyframe every 0.5-2 s (at most 240-480 frames at
+#: 240 fps), so this is a fraction of a second of decoding at their sizes.
+TAIL_CHECK_FRAMES = 480
 # FFmpeg's "unspecified" values for the colour enums (AVColorPrimaries etc.).
 _UNSPECIFIED_COLOR = 2
 _UNSPECIFIED_RANGE = 0
@@ -288,14 +293,19 @@ def _decodable_end(container: Any, stream: VideoStream, pts: tuple[int, ...], ke
     skipped, decoding goes on), so the cost is one group of pictures. Frames before the last
     keyframe are taken to decode: a file loses its end, not its middle, when cut short. The
     container's index may list frames whose data never came (past the end of the file):
-    their decoding times (never after their presentation) bound where the loss starts.
+    their decoding times (never after their presentation) bound where the loss starts. A
+    last group of more than :data:`TAIL_CHECK_FRAMES` frames (a screen recording with one
+    keyframe) is decoded only when the index shows frames missing.
     """
+    missing = [e.timestamp for e in stream.index_entries
+               if last_dts is not None and e.timestamp > last_dts]
     start = keys[-1] if keys else pts[0]
+    tail = len(pts) - bisect.bisect_left(pts, start)
+    if tail > TAIL_CHECK_FRAMES and not missing:
+        return pts, None  # a group of pictures too long to decode here, and nothing amiss
     container.seek(start, stream=stream, backward=True, any_frame=False)
     decoded = {f.pts for f in decode_tolerant(container, stream) if f.pts is not None}
     kept = tuple(p for p in pts if p < start or p in decoded)
-    missing = [e.timestamp for e in stream.index_entries
-               if last_dts is not None and e.timestamp > last_dts]
     missing += [p for p in pts if p >= start and p not in decoded]
     if not missing:
         return pts, None
