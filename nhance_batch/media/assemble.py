@@ -207,7 +207,9 @@ def _add_video(out: Any, template: Any, src: Any, info: VideoInfo, plan: OutputP
         video.set_display_rotation(info.rotation)
     _copy_tags(src.streams[info.stream_index], video)
     video.metadata.pop("encoder", None)  # the source's encoder did not make this stream
-    if not plan.timecode:
+    if plan.timecode:  # where the source had it on its tmcd track only, too
+        video.metadata["timecode"] = info.timecode
+    else:
         video.metadata.pop("timecode", None)
     return video
 
