@@ -63,14 +63,18 @@ class EncodeConfig(_Frozen):
     """How enhanced frames are encoded into parts.
 
     Attributes:
-        codec: FFmpeg encoder name for lossy output (``libx264``, ``libx265``, ``libaom-av1``...).
-        crf: constant rate factor for encoders that take one.
+        codec: ``match`` (the source's codec family: H.264, HEVC at its bit depth, AV1, VP9;
+            H.264 or HEVC Main 10 for other codecs), ``auto`` (the hardware encoder of that
+            family where one works), or an FFmpeg encoder name (``libx264``, ``libx265``...).
+        crf: constant rate factor for encoders that take one; None: the encoder's default,
+            each about the quality of x264 at CRF 18
+            (:data:`nhance_batch.media.encode.DEFAULT_CRF`).
         preset: encoder speed preset (x264/x265 names).
         lossless: encode so that decoding returns the enhancer's output exactly (overrides codec).
     """
 
-    codec: str = "libx264"
-    crf: int = Field(18, ge=0, le=63)
+    codec: str = "match"
+    crf: int | None = Field(None, ge=0, le=63)
     preset: str = "medium"
     lossless: bool = False
 
@@ -154,6 +158,8 @@ class RunConfig(_Frozen):
             ``chunk.overlap`` must be at least this.
         previews: also write a browser-playable H.264 preview of each output under
             ``OUTPUT/_nhance/preview/``.
+        strict: a damaged recording (frames at its end that do not decode) fails; by
+            default the frames that decode are kept and the video is noted.
         storage_options: fsspec options (credentials, endpoints), flat or keyed by protocol;
             never printed, logged or recorded.
     """
@@ -167,6 +173,7 @@ class RunConfig(_Frozen):
     limits: LimitsConfig = LimitsConfig()
     temporal_radius: int = Field(DEFAULT_TEMPORAL_RADIUS, ge=0)
     previews: bool = False
+    strict: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
 
     @model_validator(mode="after")
@@ -215,7 +222,7 @@ def run_config(input: str, output: str, *, model: str = "iphone",
                gpus_per_worker: float | None = None, threads: int = 0,
                max_pixels: str | int | None = None, max_frames: int | None = None,
                task_timeout: float | None = None, previews: bool = False,
-               dashboard: bool = False,
+               dashboard: bool = False, strict: bool = False,
                storage_options: dict[str, Any] | None = None) -> RunConfig:
     """The :class:`RunConfig` of a job from flat settings: the ``run`` options, the keys of a
     job spec, the fields of the web form. ``None`` takes the default.
@@ -256,6 +263,7 @@ def run_config(input: str, output: str, *, model: str = "iphone",
             chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap),
             encode=EncodeConfig(**encode, lossless=lossless),
             cluster=ClusterConfig(**cluster), limits=LimitsConfig(**limits),
-            temporal_radius=radius, previews=previews, storage_options=storage_options or {})
+            temporal_radius=radius, previews=previews, strict=strict,
+            storage_options=storage_options or {})
     except ValidationError as exc:
         raise ConfigError(error_text(exc)) from None

@@ -169,8 +169,11 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
     if calibration is not None:
         _estimate_here(work, calibration, encode)
     notes: list[str] = []
-    estimates, per_kind = _gpu_estimates(table, kinds, work, gpus, model.precision, encode,
-                                         notes)
+    from nhance_batch.media.encode import resolve_codec
+
+    # the rate table is per encoder: "match" and "auto" read as the H.264 family's
+    estimates, per_kind = _gpu_estimates(table, kinds, work, gpus, model.precision,
+                                         resolve_codec(encode)[0], notes)
     total = _totals(videos, work, calibration, encode, gpus=gpus, precision=model.precision,
                     per_kind=per_kind)
     return JobPlan(videos, total, calibration.as_dict() if calibration is not None else None,

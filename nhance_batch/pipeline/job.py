@@ -71,7 +71,6 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
     from nhance_batch.pipeline.driver import Driver
 
     resolve(config.model.name, config.model.path)  # fail fast, before any cluster work
-    config, codec_note = _resolve_codec(config)
     runner = make_executor(config, executor)
     driver = Driver(config, runner, reporter=reporter, manifest_path=manifest, force=force,
                     keep_parts=keep_parts, cancel=cancel)
@@ -80,22 +79,8 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
         summary = driver.run()
     finally:
         runner.shutdown()
-    if codec_note:
-        summary.notes.append(codec_note)
     _keep_summary(config, manifest, summary)
     return summary
-
-
-def _resolve_codec(config: RunConfig) -> tuple[RunConfig, str | None]:
-    """``--codec auto`` decided once, here, for the whole job (every part of a video must have
-    the same codec): the config with the chosen encoder, and a note saying which and why."""
-    from nhance_batch.media.encode import AUTO_CODEC, resolve_codec
-
-    if config.encode.lossless or config.encode.codec != AUTO_CODEC:
-        return config, None
-    encode, note = resolve_codec(config.encode)
-    return (config.model_copy(update={"encode": encode}),
-            note or f"codec auto: using the hardware encoder {encode.codec}")
 
 
 def _keep_summary(config: RunConfig, manifest: str | None, summary: JobSummary) -> None:

@@ -127,6 +127,7 @@ class VideoRecord:
     output_name: str | None = None  # the key under OUTPUT, decided at plan time
     preview: str | None = None      # the browser-playable preview (run --previews)
     metrics: dict[str, Any] | None = None  # before/after quality metrics (stored as JSON)
+    output_codec: str | None = None  # the video encoder, decided per video at plan time
     chunks: list[ChunkRecord] = field(default_factory=list)
 
 
@@ -200,6 +201,7 @@ SCHEMA = pa.schema(
         pa.field("output_name", pa.string()),
         pa.field("preview", pa.string()),
         pa.field("metrics", pa.string()),
+        pa.field("output_codec", pa.string()),
         pa.field("chunks", pa.list_(pa.field("element", CHUNK_TYPE, nullable=False))),
     ]
 )
