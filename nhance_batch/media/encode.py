@@ -39,6 +39,7 @@ from nhance_batch.config import EncodeConfig
 from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
 from nhance_batch.media.safe_open import _ffmpeg_reason, open_output
 from nhance_batch.media.errors import MediaError
+from nhance_batch.media.hdrmeta import encoder_hdr_options
 from nhance_batch.media.probe import VideoInfo
 
 #: Container of the part files.
@@ -214,6 +215,8 @@ def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
     options = {"crf": str(config.crf)}
     if config.codec in _PRESET_ENCODERS:
         options["preset"] = config.preset
+    for key, value in encoder_hdr_options(config.codec, info.hdr_metadata).items():
+        options[key] = f"{options[key]}:{value}" if key in options else value
     return EncoderSettings(config.codec, pix_fmt, options, lossless=False)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
+from nhance_batch.media.hdrmeta import HdrMetadata, read_hdr_metadata
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame
@@ -79,6 +80,8 @@ class VideoInfo:
         display_matrix: the raw 3x3 display matrix (9 int32, FFmpeg layout) when
             the stream has one; :func:`assemble` writes it back verbatim, so flips
             survive too.
+        hdr_metadata: HDR10 static metadata and Dolby Vision presence
+            (:mod:`nhance_batch.media.hdrmeta`), None when there is none.
     """
 
     path: str
@@ -97,6 +100,7 @@ class VideoInfo:
     average_rate: Fraction | None
     other_streams: tuple[StreamInfo, ...]
     display_matrix: tuple[int, ...] | None = None
+    hdr_metadata: HdrMetadata | None = None
 
     @property
     def high_bit_depth(self) -> bool:
@@ -180,7 +184,15 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
             average_rate=average_rate,
             other_streams=others,
             display_matrix=matrix,
+            hdr_metadata=read_hdr_metadata(_codec_tag(cc), first_frame),
         )
+
+
+def _codec_tag(cc: Any) -> str | None:
+    try:
+        return cc.codec_tag
+    except Exception:  # noqa: BLE001 - a tag PyAV cannot render is no Dolby Vision tag
+        return None
 
 
 def _main_video_stream(streams: Any) -> VideoStream | None:

@@ -68,6 +68,8 @@ class JobSettings(BaseModel):
         crf: constant rate factor of the lossy encoder (None: the encoder default).
         previews: also write a browser-playable preview of each output.
         chunk_frames: frames per chunk (0: sized to the video).
+        hdr: ``keep`` HDR sources HDR, or write their SDR BT.709 rendition (``sdr``).
+        strength: how much of the enhancement is kept, 0 (the input) to 1.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,6 +80,8 @@ class JobSettings(BaseModel):
     crf: int | None = Field(default=None, ge=0, le=63)
     previews: bool = False
     chunk_frames: int = Field(default=0, ge=0, le=100_000)
+    hdr: Literal["keep", "sdr"] = "keep"
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("model")
     @classmethod
@@ -110,7 +114,8 @@ class JobSettings(BaseModel):
         return run_config(input_spec, output, model=self.model, chunk_frames=self.chunk_frames,
                           temporal_radius=self.temporal_radius, lossless=self.lossless,
                           crf=self.crf, previews=self.previews, address=server.address,
-                          workers=server.workers, storage_options=storage_options)
+                          workers=server.workers, hdr=self.hdr, strength=self.strength,
+                          storage_options=storage_options)
 
 
 class JobRequest(JobSettings):
