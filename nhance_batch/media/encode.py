@@ -282,10 +282,15 @@ def mov_options(time_base: Fraction) -> dict[str, str]:
 
     A track that does not start at zero gets an edit list whose durations are
     in the *movie* timescale (1000 by default), which would round the start
-    to a millisecond; use the time base's own denominator instead.
+    to a millisecond; use the time base's own denominator instead. The colour
+    tags go into a ``colr`` box too: FFV1 (lossless) has nowhere else to keep
+    them, and MP4 writes that box only when asked.
     """
     den = time_base.denominator
-    return {"movie_timescale": str(den)} if 0 < den < 2**31 else {}
+    options = {"movflags": "+write_colr"}
+    if 0 < den < 2**31:
+        options["movie_timescale"] = str(den)
+    return options
 
 
 def _check_frames(frames: np.ndarray, pts: np.ndarray, info: VideoInfo) -> None:
