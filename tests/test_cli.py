@@ -51,6 +51,25 @@ def test_enhance_image_png_jpeg_and_side_by_side(runner, tmp_path, real_frame):
     assert Image.open(both).size == (126, 45) and Image.open(both).format == "JPEG"
 
 
+def test_enhance_image_strength(runner, tmp_path, real_frame):
+    """--strength 0 gives back the input; 0.5 lies halfway to the full result."""
+    src = tmp_path / "in.png"
+    Image.fromarray(real_frame[:45, :63]).save(src)
+    outputs = {}
+    for strength in ("0", "0.5", "1"):
+        out = tmp_path / f"out{strength}.png"
+        result = runner.invoke(cli, ["enhance-image", str(src), str(out), "--strength",
+                                     strength])
+        assert result.exit_code == 0, result.output
+        outputs[strength] = np.asarray(Image.open(out)).astype(np.int32)
+    np.testing.assert_array_equal(outputs["0"], real_frame[:45, :63])
+    assert np.abs(outputs["0.5"] - (outputs["0"] + outputs["1"]) / 2).max() <= 1.0
+    assert np.abs(outputs["1"] - outputs["0"]).max() > 20
+    result = runner.invoke(cli, ["enhance-image", str(src), str(tmp_path / "o.png"),
+                                 "--strength", "1.5"])
+    assert result.exit_code == 2
+
+
 def test_enhance_image_errors_exit_2(runner, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not an image")

@@ -19,10 +19,13 @@ from nhance_batch.cli.common import config_errors, model_options
 @click.option("--jit", type=click.Choice(["auto", "on", "off"]), default="auto",
               show_default=True,
               help="XLA on, off (TensorFlow graph mode), or the faster one measured here.")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="How much of the enhancement to keep: 0 gives back the input, 1 the "
+                   "model's full result (blended in the model's domain).")
 @click.option("--side-by-side", is_flag=True, help="Write the input and the result side by side.")
 @config_errors
 def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None,
-                  precision: str, jit: str, side_by_side: bool) -> None:
+                  precision: str, jit: str, strength: float, side_by_side: bool) -> None:
     """Enhance the image IN (any format PIL or PyAV reads) into OUT (.png, .jpg or .jpeg)."""
     from nhance_batch import images
     from nhance_batch.config import ModelConfig
@@ -35,7 +38,12 @@ def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None
     enhancer = Enhancer(ModelConfig(name=model_name, path=model_path, batch_size=1,
                                     precision=precision, jit=jit))
     enhancer.setup()
-    out = enhancer(rgb)
+    if strength == 1.0:
+        out = enhancer(rgb)
+    else:
+        from nhance_batch.pipeline.grade import blend
+
+        out = blend(rgb[None], enhancer(rgb[None], as_float=True), strength)[0]
     images.write_image(dst, images.side_by_side(rgb, out) if side_by_side else out)
     decision = enhancer.decision(rgb[None])
     click.echo(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, model {model_name}, "

@@ -58,9 +58,7 @@ def enhance_chunk(enhancer, frames: np.ndarray, own: slice, radius: int, *,
             stabiliser.add(first, y)
         if strength == 1.0:
             return stabiliser.result()
-        scale = np.float32(np.iinfo(frames.dtype).max)
-        return stabiliser.result(
-            lambda t, y: _blend_quantised(frames[t:t + 1] / scale, y, strength, dtype))
+        return stabiliser.result(lambda t, y: blend(frames[t:t + 1], y, strength))
     keep = hdr == "keep"
     renditions = None if keep else np.empty((own.stop - own.start, *frames.shape[1:]),
                                             np.float32)
@@ -74,6 +72,14 @@ def enhance_chunk(enhancer, frames: np.ndarray, own: slice, radius: int, *,
             renditions[t - own.start:t - own.start + 1], y, strength, dtype))
     return stabiliser.result(
         lambda t, y: enhancer.restore(frames[t:t + 1], y, transfer, strength))
+
+
+def blend(frames: np.ndarray, outputs: np.ndarray, strength: float) -> np.ndarray:
+    """SDR ``frames`` (uint8 or uint16) blended with the model's float ``outputs`` for them:
+    ``quantize(S + strength * (y - S))`` with ``S`` the frames in [0, 1], of the frames'
+    dtype (strength 0 gives the frames back exactly)."""
+    inputs = frames / np.float32(np.iinfo(frames.dtype).max)
+    return _blend_quantised(inputs, outputs, strength, frames.dtype.type)
 
 
 def _blend_quantised(inputs: np.ndarray, outputs: np.ndarray, strength: float,

@@ -70,3 +70,20 @@ def make_hdr_video(path, *, transfer: int, width: int = 64, height: int = 48,
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
     return path
+
+
+def retag(src, dest, codec_tag: str) -> Path:
+    """``src``'s video packets remuxed into MP4 ``dest`` under sample entry ``codec_tag``
+    (``dvh1``: how Dolby Vision files announce themselves)."""
+    import av
+
+    dest = Path(dest)
+    with av.open(str(src)) as inp, av.open(str(dest), "w", format="mp4") as out:
+        video = inp.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        stream.codec_tag = codec_tag
+        for packet in inp.demux(video):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dest

@@ -19,7 +19,8 @@ from tests.pipeline.conftest import frames_and_times  # noqa: E402
 MODEL = ModelConfig(batch_size=2, jit="off")  # a fixed path: nothing to measure
 
 
-def run_job(src, out, encode: EncodeConfig, model: ModelConfig = MODEL):
+def run_job(src, out, encode: EncodeConfig, model: ModelConfig = MODEL,
+            summaries: list | None = None):
     config = RunConfig(input=str(src), output=str(out), model=model,
                        chunk=ChunkConfig(chunk_frames=4, overlap=1), encode=encode,
                        cluster=ClusterConfig(workers=1), temporal_radius=1)
@@ -30,6 +31,8 @@ def run_job(src, out, encode: EncodeConfig, model: ModelConfig = MODEL):
     finally:
         executor.shutdown()
     assert summary.failed == 0, summary
+    if summaries is not None:
+        summaries.append(summary)
     return out / src.name
 
 
@@ -50,6 +53,43 @@ def test_hdr_clip_keeps_its_tags_bit_depth_and_hdr10_metadata(hdr_clips, tmp_pat
     assert after.color == before.color
     assert (after.codec, after.bit_depth, after.frame_count) == ("hevc", 10, 6)
     assert after.hdr_metadata == before.hdr_metadata is not None
+
+
+def test_dolby_vision_is_noted_and_its_base_layer_kept(hdr_clips, tmp_path):
+    """A ``dvh1`` HLG clip (profile 8.4's shape): the output is plain HLG, and the video's
+    note says the RPU was not kept."""
+    from nhance_batch.media import probe
+    from tests.media.hdrmedia import retag
+
+    src = retag(hdr_clips[HLG], tmp_path / "dv.mp4", "dvh1")
+    assert probe(src).hdr_metadata.dolby_vision
+    summaries = []
+    out = run_job(src, tmp_path / "out", EncodeConfig(codec="libx265", preset="ultrafast"),
+                  summaries=summaries)
+    note = summaries[0].videos[0].note
+    assert "Dolby Vision" in note and "HLG" in note
+    after = probe(out)
+    assert after.color.transfer == HLG and not after.hdr_metadata.dolby_vision
+
+
+def test_hdr_and_strength_settings_reach_the_config():
+    from nhance_batch.config import run_config
+    from nhance_batch.jobspec import JobSpec
+    from nhance_batch.web.settings import JobSettings, ServerConfig
+
+    config = run_config("in", "out", hdr="sdr", strength=0.25)
+    assert (config.encode.hdr, config.model.strength) == ("sdr", 0.25)
+    assert (run_config("in", "out").encode.hdr, run_config("in", "out").model.strength) == \
+        ("keep", 1.0)
+    spec = JobSpec(input="in", output="out", hdr="sdr", strength=0.5).to_run_config()
+    assert (spec.encode.hdr, spec.model.strength) == ("sdr", 0.5)
+    form = JobSettings.from_form({"hdr": "sdr", "strength": "0.75"})
+    server = ServerConfig(data="/tmp", token="t")
+    web = form.run_config("in", "out", server)
+    assert (web.encode.hdr, web.model.strength) == ("sdr", 0.75)
+    for bad in ({"strength": 1.5}, {"strength": -0.1}, {"hdr": "hdr10"}):
+        with pytest.raises(ValueError):
+            run_config("in", "out", **bad)
 
 
 def _rendition(codes_u16: np.ndarray, transfer: int) -> np.ndarray:
