@@ -89,9 +89,8 @@ def output_info(info: Any, hdr: str) -> Any:
     source with ``hdr="sdr"`` an 8-bit BT.709 video without HDR metadata."""
     if hdr != "sdr" or info.color.transfer not in (PQ, HLG):
         return info
-    from nhance_batch.media.probe import ColorInfo
-
-    sdr = ColorInfo(primaries=BT709, transfer=BT709, matrix=BT709, range=LIMITED_RANGE)
+    sdr = replace(info.color, primaries=BT709, transfer=BT709, matrix=BT709,
+                  range=LIMITED_RANGE)
     return replace(info, color=sdr, bit_depth=8, pix_fmt="yuv420p", hdr_metadata=None)
 
 
