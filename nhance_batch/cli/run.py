@@ -107,7 +107,7 @@ _SETTINGS = frozenset({
     "model_path", "precision", "jit", "chunk_frames", "overlap", "temporal_radius",
     "lossless", "codec", "crf", "preset", "address", "workers", "max_retries",
     "gpus_per_worker", "threads", "max_pixels", "max_frames", "task_timeout", "previews",
-    "dashboard"})
+    "dashboard", "hdr", "strength"})
 
 
 def execute(config, *, executor_name: str, manifest: str | None, force: bool, keep_parts: bool,
@@ -231,6 +231,6 @@ def resume(output: str, manifest, address, workers, max_retries, threads, gpus_p
         preset=None if lossless else encode["preset"],
         address=address, workers=workers, max_retries=max_retries, threads=threads,
         gpus_per_worker=gpus_per_worker, previews=bool(job.get("previews")),
-        storage_options=options)
+        hdr=encode.get("hdr"), strength=job.get("strength"), storage_options=options)
     execute(config, executor_name=executor, manifest=manifest, force=force,
             keep_parts=keep_parts, summary_json=summary_json)

@@ -42,8 +42,21 @@ def job_settings(config: Any) -> dict:
         "model": model.name, "model_path": str(model.path) if model.path else None,
         "precision": model.precision, "chunk_frames": config.chunk.chunk_frames,
         "overlap": config.chunk.overlap, "temporal_radius": config.temporal_radius,
-        "encode": config.encode.model_dump(),
+        "encode": config.encode.model_dump(), "strength": getattr(model, "strength", 1.0),
     }
+
+
+# Settings added after jobs were first recorded, with the value those jobs ran with: a job
+# recorded without them resumes with these (one level of nesting, as in ``encode``).
+_LATER_SETTINGS = {"strength": 1.0, "encode": {"hdr": "keep"}}
+
+
+def _recorded(job: dict, key: str):
+    """``job``'s value of setting ``key``, completed with :data:`_LATER_SETTINGS`."""
+    later, value = _LATER_SETTINGS.get(key), job.get(key)
+    if isinstance(later, dict) and isinstance(value, dict):
+        return {**later, **value}
+    return later if value is None else value
 
 
 def _now() -> str:
@@ -94,7 +107,7 @@ class JobState:
         manifest = read_manifest(layout.manifest, layout.manifest_options)
         if manifest is None:
             return cls(layout, Manifest(job=job, videos=[], runs=[]), lease)
-        changed = sorted(k for k in settings if manifest.job.get(k) != settings[k])
+        changed = sorted(k for k in settings if _recorded(manifest.job, k) != settings[k])
         if changed:
             if not force:
                 raise JobConfigMismatch(
