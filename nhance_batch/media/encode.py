@@ -233,7 +233,8 @@ def encode_part(
         frames: ``[n, H, W, 3]`` RGB, ``uint8`` (or ``uint16`` for sources deeper
             than 8 bits), at the source's size.
         pts: ``[n]`` strictly increasing timestamps in ``info.time_base``.
-        info: the source's probe result.
+        info: the source's probe result, or the video to write instead of it
+            (:func:`nhance_batch.media.hdrmeta.output_info`: an HDR source as SDR).
         dest: local path of the part (MP4, see :data:`PART_FORMAT`).
         config: encoder settings; see the module docstring for pixel formats.
 

@@ -121,7 +121,7 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Enhanced:
-    frames: np.ndarray  # the chunk's own frames, enhanced and stabilised, source bit depth
+    frames: np.ndarray  # the chunk's own frames, ready to encode (grade.output_dtype)
     pts: np.ndarray
     gains_before: np.ndarray  # [own frames, 3]
     gains_after: np.ndarray
@@ -223,7 +223,8 @@ def decode_stage(task: ChunkTask) -> Decoded | Failure:
 
 
 class EnhanceStage:
-    """DPED plus temporal stabilisation on a decoded chunk.
+    """DPED plus temporal stabilisation on a decoded chunk, with the strength blend, and HDR
+    sources through the model's SDR domain (:mod:`nhance_batch.pipeline.grade`).
 
     Lifecycle: the constructor is cheap (it runs on the driver); :meth:`setup` loads the model
     inside the worker process; :meth:`process` runs once per chunk.

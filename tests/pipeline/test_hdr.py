@@ -118,7 +118,8 @@ def test_hdr_sdr_is_the_bt709_8bit_rendition_of_the_hdr_output(hdr_clips, tmp_pa
     sdr = run_job(src, tmp_path / "sdr", EncodeConfig(lossless=True, hdr="sdr"))
     info = probe(sdr)
     assert (info.color.primaries, info.color.transfer, info.bit_depth) == (1, 1, 8)
-    assert probe(keep).color.transfer == PQ
+    kept = probe(keep)  # lossless keeps HDR: 16-bit RGB in the source's transfer/primaries
+    assert (kept.color.primaries, kept.color.transfer, kept.bit_depth) == (9, PQ, 16)
     hdr_frames, _ = frames_and_times(keep)
     sdr_frames, _ = frames_and_times(sdr)
     seen = _rendition(hdr_frames, PQ)
@@ -135,6 +136,16 @@ def test_hdr_sdr_is_the_bt709_8bit_rendition_of_the_hdr_output(hdr_clips, tmp_pa
     # and where nothing was clipped, the SDR picture itself (away from black, whose code
     # values the 1/2.4 power makes steep)
     assert np.abs(seen - sdr)[inside[..., None] & (sdr > 0.05)].max() < 2.5 / 255
+
+
+def test_hdr_sdr_lossy_is_8bit_bt709(hdr_clips, tmp_path):
+    from nhance_batch.media import probe
+
+    out = run_job(hdr_clips[HLG], tmp_path / "out", EncodeConfig(hdr="sdr"))
+    info = probe(out)
+    assert (info.codec, info.bit_depth, info.pix_fmt) == ("h264", 8, "yuv420p")
+    assert info.color == type(info.color)(primaries=1, transfer=1, matrix=1, range=1)
+    assert info.hdr_metadata is None
 
 
 def test_strength_zero_gives_back_the_decoded_input(tmp_path):
