@@ -42,6 +42,9 @@ class ModelConfig(_Frozen):
         batch_size: frames per forward pass; every pass has this batch shape (a short last
             batch is padded), so results never depend on how frames were grouped; 0: the
             fastest of 1, 2, 4 and 8 measured on this machine (autotune).
+        strength: how much of the enhancement is kept, 0 to 1: the output is the input
+            blended with the enhanced frame in the model's domain, ``S + strength * (y - S)``
+            (after temporal stabilisation); 0 gives back the input's picture.
     """
 
     name: str = "iphone"
@@ -50,6 +53,7 @@ class ModelConfig(_Frozen):
     jit: Literal["auto", "on", "off"] = "auto"
     threads: int = Field(0, ge=0)
     batch_size: int = Field(0, ge=0)
+    strength: float = Field(1.0, ge=0.0, le=1.0)
 
     @field_validator("jit", mode="before")
     @classmethod
@@ -71,12 +75,16 @@ class EncodeConfig(_Frozen):
             (:data:`nhance_batch.media.encode.DEFAULT_CRF`).
         preset: encoder speed preset (x264/x265 names).
         lossless: encode so that decoding returns the enhancer's output exactly (overrides codec).
+        hdr: what an HDR (PQ or HLG) source becomes: ``keep`` keeps HDR (its transfer,
+            primaries and bit depth, and its HDR10 metadata); ``sdr`` writes the SDR BT.709
+            8-bit rendition the model works in. SDR sources are unaffected.
     """
 
     codec: str = "match"
     crf: int | None = Field(None, ge=0, le=63)
     preset: str = "medium"
     lossless: bool = False
+    hdr: Literal["keep", "sdr"] = "keep"
 
 
 # Enhancer working memory per pixel of a chunk frame: the uint8 input, the float32 output
@@ -222,7 +230,8 @@ def run_config(input: str, output: str, *, model: str = "iphone",
                gpus_per_worker: float | None = None, threads: int = 0,
                max_pixels: str | int | None = None, max_frames: int | None = None,
                task_timeout: float | None = None, previews: bool = False,
-               dashboard: bool = False, strict: bool = False,
+               dashboard: bool = False, strict: bool = False, hdr: str | None = None,
+               strength: float | None = None,
                storage_options: dict[str, Any] | None = None) -> RunConfig:
     """The :class:`RunConfig` of a job from flat settings: the ``run`` options, the keys of a
     job spec, the fields of the web form. ``None`` takes the default.
@@ -244,8 +253,12 @@ def run_config(input: str, output: str, *, model: str = "iphone",
         model_values["precision"] = precision
     if jit is not None:
         model_values["jit"] = jit
+    if strength is not None:
+        model_values["strength"] = strength
     encode = {k: v for k, v in (("codec", codec), ("crf", crf), ("preset", preset))
               if v is not None}
+    if hdr is not None:
+        encode["hdr"] = hdr
     cluster: dict[str, Any] = {"address": address, "workers": workers,
                                "max_retries": max_retries, "dashboard": dashboard}
     if gpus_per_worker is not None:

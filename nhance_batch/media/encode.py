@@ -44,6 +44,7 @@ from nhance_batch.config import EncodeConfig
 from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
 from nhance_batch.media.safe_open import _ffmpeg_reason, open_output
 from nhance_batch.media.errors import MediaError
+from nhance_batch.media.hdrmeta import encoder_hdr_options
 from nhance_batch.media.probe import VideoInfo
 
 #: Container of the part files.
@@ -282,6 +283,8 @@ def encoder_settings(info: VideoInfo, config: EncodeConfig) -> EncoderSettings:
         options = {"crf": str(config.crf), **_EXTRA_OPTIONS.get(config.codec, {})}
         if config.codec in _PRESET_ENCODERS:
             options["preset"] = config.preset
+        for key, value in encoder_hdr_options(config.codec, info.hdr_metadata).items():
+            options[key] = f"{options[key]}:{value}" if key in options else value
     tag = "hvc1" if config.codec in HVC1_ENCODERS else None
     return EncoderSettings(config.codec, pix_fmt, options, lossless=False, codec_tag=tag)
 
@@ -299,7 +302,8 @@ def encode_part(
         frames: ``[n, H, W, 3]`` RGB, ``uint8`` (or ``uint16`` for sources deeper
             than 8 bits), at the source's size.
         pts: ``[n]`` strictly increasing timestamps in ``info.time_base``.
-        info: the source's probe result.
+        info: the source's probe result, or the video to write instead of it
+            (:func:`nhance_batch.media.hdrmeta.output_info`: an HDR source as SDR).
         dest: local path of the part (MP4, see :data:`PART_FORMAT`).
         config: encoder settings; see the module docstring for pixel formats.
 
@@ -352,10 +356,15 @@ def mov_options(time_base: Fraction) -> dict[str, str]:
 
     A track that does not start at zero gets an edit list whose durations are
     in the *movie* timescale (1000 by default), which would round the start
-    to a millisecond; use the time base's own denominator instead.
+    to a millisecond; use the time base's own denominator instead. The colour
+    tags go into a ``colr`` box too: FFV1 (lossless) has nowhere else to keep
+    them, and MP4 writes that box only when asked.
     """
     den = time_base.denominator
-    return {"movie_timescale": str(den)} if 0 < den < 2**31 else {}
+    options = {"movflags": "+write_colr"}
+    if 0 < den < 2**31:
+        options["movie_timescale"] = str(den)
+    return options
 
 
 def _check_frames(frames: np.ndarray, pts: np.ndarray, info: VideoInfo) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
+from nhance_batch.media.hdrmeta import HdrMetadata, read_hdr_metadata
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame
@@ -101,6 +102,8 @@ class VideoInfo:
             None when every frame decodes (or when nothing was decoded, ``plan``).
         timecode: the start timecode (``01:00:00:00``) of the video track or of a timecode
             track (``tmcd``), if any.
+        hdr_metadata: HDR10 static metadata and Dolby Vision presence
+            (:mod:`nhance_batch.media.hdrmeta`), None when there is none.
     """
 
     path: str
@@ -122,6 +125,7 @@ class VideoInfo:
     sample_aspect_ratio: Fraction | None = None
     lost: tuple[float, float] | None = None
     timecode: str | None = None
+    hdr_metadata: HdrMetadata | None = None
 
     @property
     def display_aspect_ratio(self) -> Fraction:
@@ -218,6 +222,7 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
             sample_aspect_ratio=_pixel_shape(stream),
             lost=lost,
             timecode=_timecode(container, stream),
+            hdr_metadata=read_hdr_metadata(_codec_tag(cc), first_frame),
         )
 
 
@@ -235,6 +240,13 @@ def _other_streams(container: Any) -> tuple[StreamInfo, ...]:
         for s in container.streams
         if s.type in ("audio", "subtitle", "data", "attachment")
     )
+
+
+def _codec_tag(cc: Any) -> str | None:
+    try:
+        return cc.codec_tag
+    except Exception:  # noqa: BLE001 - a tag PyAV cannot render is no Dolby Vision tag
+        return None
 
 
 def _main_video_stream(streams: Any) -> VideoStream | None:

@@ -70,6 +70,8 @@ class JobSettings(BaseModel):
         strict: a damaged recording fails instead of keeping the frames that decode.
         previews: also write a browser-playable preview of each output.
         chunk_frames: frames per chunk (0: sized to the video).
+        hdr: ``keep`` HDR sources HDR, or write their SDR BT.709 rendition (``sdr``).
+        strength: how much of the enhancement is kept, 0 (the input) to 1.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,6 +84,8 @@ class JobSettings(BaseModel):
     strict: bool = False
     previews: bool = False
     chunk_frames: int = Field(default=0, ge=0, le=100_000)
+    hdr: Literal["keep", "sdr"] = "keep"
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("model")
     @classmethod
@@ -115,7 +119,8 @@ class JobSettings(BaseModel):
                           temporal_radius=self.temporal_radius, lossless=self.lossless,
                           crf=self.crf, codec=self.codec, strict=self.strict,
                           previews=self.previews, address=server.address,
-                          workers=server.workers, storage_options=storage_options)
+                          workers=server.workers, hdr=self.hdr, strength=self.strength,
+                          storage_options=storage_options)
 
 
 class JobRequest(JobSettings):
