@@ -65,6 +65,9 @@ class JobSummary:
     enhancer_busy: dict | None = None
     #: notes about the run as a whole (e.g. which encoder ``--codec auto`` chose and why)
     notes: list[str] = field(default_factory=list)
+    #: the job was finished and unchanged: nothing was started (``run`` is the last run's
+    #: number, every chunk counts as reused)
+    already_done: bool = False
 
     @property
     def failed(self) -> int:
