@@ -114,3 +114,23 @@ def test_the_cli_flag_sets_verbose(monkeypatch):
         assert not logs.verbose()
     finally:
         logs.configure(False)
+
+
+def test_a_ray_run_prints_no_backend_or_ray_noise(tmp_path):
+    """End to end through the enhancer actor: its TensorFlow start-up happens in another
+    process, whose output Ray forwards to the driver."""
+    from tests.media.makemedia import make_video
+
+    make_video(tmp_path / "in" / "a.mp4", width=32, height=24, frames=3)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "NHANCE_VERBOSE", "TF_CPP_MIN_LOG_LEVEL")}
+    env["NHANCE_AUTOTUNE_S"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "nhance_batch", "run", str(tmp_path / "in"),
+                           str(tmp_path / "out"), "--workers", "1"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 done, 0 failed" in proc.stderr  # the summary is there
+    for noise in ("absl::InitializeLog", "oneDNN", "cuda drivers", "cuInit", "cpu_feature_guard",
+                  "Started a local Ray instance", "Token authentication is enabled",
+                  "retracing"):
+        assert noise not in proc.stderr, noise
