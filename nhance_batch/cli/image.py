@@ -27,6 +27,7 @@ def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None
     """Enhance the image IN (any format PIL or PyAV reads) into OUT (.png, .jpg or .jpeg)."""
     from nhance_batch import images
     from nhance_batch.config import ModelConfig
+    from nhance_batch.model.enhancer import Enhancer  # loads no backend: setup() does
     from nhance_batch.model.registry import resolve
 
     if dst.suffix.lower() not in images.WRITE_FORMATS:
@@ -34,8 +35,6 @@ def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None
                                  f"{', '.join(images.WRITE_FORMATS)}", param_hint="OUT")
     resolve(model_name, model_path)  # an unknown model is refused before a backend loads
     rgb = images.read_image(src)
-    from nhance_batch.model.enhancer import Enhancer
-
     enhancer = Enhancer(ModelConfig(name=model_name, path=model_path, batch_size=1,
                                     precision=precision, jit=jit))
     enhancer.setup()
