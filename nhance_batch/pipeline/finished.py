@@ -39,8 +39,8 @@ def untouched(record: VideoRecord, fingerprint: str, output_options: dict) -> bo
 
 def already_done(config: RunConfig, layout: JobLayout,
                  inputs: list[storage.StoredVideo]) -> JobSummary | None:
-    """The summary of a job whose every input is untouched (nothing computed, every chunk
-    reused, ``already_done`` set), or None when a run has anything to do, or the settings
+    """The summary of a job whose every input is untouched (``already_done`` set; no chunk
+    computed or skipped, as for any untouched video), or None when a run has anything to do, or the settings
     differ, or the state cannot be read (the run then says why)."""
     from nhance_batch.state.jobstate import job_settings, read_manifest
 
@@ -54,9 +54,12 @@ def already_done(config: RunConfig, layout: JobLayout,
     if manifest is None or any(manifest.job.get(k) != v
                                for k, v in job_settings(config).items()):
         return None
-    records = [_untouched_record(manifest, item, layout) for item in inputs]
-    if any(record is None for record in records):
-        return None
+    records = []
+    for item in inputs:  # stops at the first video with work to do
+        record = _untouched_record(manifest, item, layout)
+        if record is None:
+            return None
+        records.append(record)
     return _summary(manifest, records, time.monotonic() - started)
 
 
@@ -80,5 +83,4 @@ def _summary(manifest: Manifest, records: list[VideoRecord], seconds: float) -> 
     last_run = manifest.runs[-1].run if manifest.runs else 0
     return JobSummary(last_run, videos, {"decode": 0.0, "enhance": 0.0, "encode": 0.0},
                       seconds, sum(v.frames for v in videos), chunks_computed=0,
-                      chunks_skipped=sum(len(v.chunks) for v in records), status=DONE,
-                      already_done=True)
+                      chunks_skipped=0, status=DONE, already_done=True)

@@ -66,7 +66,8 @@ class JobSummary:
     #: notes about the run as a whole (e.g. which encoder ``--codec auto`` chose and why)
     notes: list[str] = field(default_factory=list)
     #: the job was finished and unchanged: nothing was started (``run`` is the last run's
-    #: number, every chunk counts as reused)
+    #: number; like every untouched video's, its chunks count neither as computed nor as
+    #: skipped)
     already_done: bool = False
 
     @property

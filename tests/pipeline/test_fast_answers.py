@@ -103,7 +103,8 @@ def test_already_done_answers_only_when_nothing_changed(finished_job, tmp_path):
     inputs = list_inputs(layout)
     summary = already_done(finished_job, layout, inputs)
     assert summary is not None and summary.already_done and summary.exit_code == 0
-    assert summary.chunks_computed == 0 and summary.chunks_skipped == 4  # 2 chunks a video
+    assert summary.chunks_computed == 0 and summary.chunks_skipped == 0
+    assert [v.frames for v in summary.videos] == [6, 6] and summary.run == 1
     other = finished_job.model_copy(update={"temporal_radius": 2})
     assert already_done(other, layout, inputs) is None  # settings differ: the run says so
     output = os.path.join(finished_job.output, "b.mp4")
