@@ -14,8 +14,8 @@ Noise, decided here and nowhere else (none of it is something a user can act on)
   :func:`native_noise_hidden` around the backend's start-up);
 * TensorFlow's later native lines below ERROR (``TF_CPP_MIN_LOG_LEVEL=2``), and its Python
   loggers below ERROR (:data:`QUIET_LEVELS`);
-* Ray's INFO lines on the driver (``Started a local Ray instance``: :func:`ray_init_options`)
-  and its notice that the embedded instance uses token authentication
+* Ray's INFO lines on the driver (``Started a local Ray instance``: :func:`ray_init_options`;
+  they show with ``--dashboard``, whose address is among them) and its notice that the embedded instance uses token authentication
   (:data:`PYTHON_NOISE`).
 
 Everything else shows. Our own warnings (a fallback, a dropped stream, a damaged file) are
@@ -78,9 +78,10 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def ray_init_options() -> dict:
-    """``ray.init`` keywords: the driver's Ray logger shows INFO only when verbose."""
-    return {"logging_level": logging.INFO if verbose() else logging.WARNING}
+def ray_init_options(*, dashboard: bool = False) -> dict:
+    """``ray.init`` keywords: the driver's Ray logger shows INFO only when verbose, or when
+    the embedded instance's dashboard was asked for (its INFO line says where it is)."""
+    return {"logging_level": logging.INFO if verbose() or dashboard else logging.WARNING}
 
 
 class _NoiseFilter(logging.Filter):

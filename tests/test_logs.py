@@ -98,6 +98,10 @@ def test_worker_env_carries_the_choice(monkeypatch):
     monkeypatch.setenv(logs.VERBOSE_ENV, "1")
     assert logs.worker_env() == {logs.VERBOSE_ENV: "1"}
     assert logs.ray_init_options()["logging_level"] < logs.logging.WARNING
+    monkeypatch.setenv(logs.VERBOSE_ENV, "0")
+    assert logs.ray_init_options()["logging_level"] == logs.logging.WARNING
+    # the dashboard's address is in Ray's INFO line
+    assert logs.ray_init_options(dashboard=True)["logging_level"] < logs.logging.WARNING
 
 
 def test_the_cli_flag_sets_verbose(monkeypatch):

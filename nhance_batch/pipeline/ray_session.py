@@ -65,7 +65,8 @@ def connect(cluster: ClusterConfig, chunks_in_flight: int) -> bool:
         ray.init(address="local", include_dashboard=bool(cluster.dashboard),
                  log_to_driver=True,
                  object_store_memory=local_object_store_bytes(chunks_in_flight),
-                 _node_ip_address="127.0.0.1", **ray_init_options())
+                 _node_ip_address="127.0.0.1",
+                 **ray_init_options(dashboard=bool(cluster.dashboard)))
     return True
 
 
