@@ -22,11 +22,13 @@ def enhance_image(src: Path, dst: Path, model_name: str, model_path: Path | None
     """Enhance the image IN (any format PIL or PyAV reads) into OUT (.png, .jpg or .jpeg)."""
     from nhance_batch import images
     from nhance_batch.config import ModelConfig
-    from nhance_batch.model.enhancer import Enhancer
+    from nhance_batch.model.enhancer import Enhancer  # loads no backend: setup() does
+    from nhance_batch.model.registry import resolve
 
     if dst.suffix.lower() not in images.WRITE_FORMATS:
         raise click.BadParameter(f"{dst.suffix or 'no extension'}; use "
                                  f"{', '.join(images.WRITE_FORMATS)}", param_hint="OUT")
+    resolve(model_name, model_path)  # an unknown model is refused before a backend loads
     rgb = images.read_image(src)
     config = ModelConfig(name=model_name, path=model_path, batch_size=1,
                          **{k: v for k, v in (("precision", precision), ("jit", jit),

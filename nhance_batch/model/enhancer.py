@@ -8,6 +8,10 @@ The path (XLA or graph mode, and the batch shape) is chosen per frame shape the 
 that shape is seen, by :mod:`nhance_batch.model.autotune` (fixed by ``ModelConfig.jit`` on/off
 and a non-zero ``batch_size``; else measured, or read from the user cache), and then pinned
 for the enhancer's lifetime: every later call with that shape uses the same path.
+
+Each compiled function (one per batch shape, input type, output type and path) is built once
+per enhancer and kept: batches of a shape seen before are never traced again, and the
+candidate that autotune picked is reused by the run when it was timed on whole frames.
 """
 
 from __future__ import annotations
@@ -111,10 +115,12 @@ class Enhancer:
             if self._weights is None:
                 self.setup()
             height, width = frames.shape[1:3]
+            before = set(self._compiled)
             decision = autotune.decide(
                 self._build_candidate, frames, key=self.cache_key(height, width, frames.dtype),
                 jit=self.jit, batch=self.fixed_batch, precision=self.config.precision,
                 jit_choices=self._jit_choices(), cache=self._cache)
+            self._forget_timing(before, frames.shape[1:], decision)
             self._decisions[shape_key] = decision
         return decision
 
@@ -178,15 +184,31 @@ class Enhancer:
 
     def _build_candidate(self, candidate: autotune.Candidate, shape: tuple[int, ...],
                          dtype: np.dtype) -> Callable:
-        return self._compile(tuple(shape), np.dtype(dtype), True, candidate.jit)
+        # through the same table as the run's functions: when the timing crop is the whole
+        # frame (frames of at most autotune.PROXY_PIXELS), the winner's compiled function is
+        # the one the frames then run through, not compiled (and traced) a second time
+        return self._function(tuple(shape), np.dtype(dtype), True, candidate.jit)
 
     def _function(self, shape: tuple[int, ...], dtype: np.dtype, as_float: bool,
                   jit: bool, transfer: int | None = None) -> Callable:
+        """The compiled forward pass for batches of exactly ``shape`` (through the HDR
+        rendition of ``transfer`` when given): built (and traced) once per enhancer, then
+        reused by every call."""
         key = (shape, dtype.str, as_float, jit, transfer)
         fn = self._compiled.get(key)
         if fn is None:
             fn = self._compiled[key] = self._compile(shape, dtype, as_float, jit, transfer)
         return fn
+
+    def _forget_timing(self, before: set[tuple], frame_shape: tuple[int, ...],
+                       decision: autotune.Decision) -> None:
+        """Drop the functions compiled only for the timing: every candidate's but the one
+        the run uses (the winner's, when it was timed on whole frames)."""
+        kept = (decision.batch_size, *frame_shape)
+        for key in set(self._compiled) - before:
+            shape, _, _, jit, _ = key
+            if (shape, jit) != (kept, decision.jit):
+                del self._compiled[key]
 
     def _compile(self, shape: tuple[int, ...], dtype: np.dtype, as_float: bool,
                  jit: bool, transfer: int | None = None) -> Callable:

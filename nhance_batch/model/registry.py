@@ -160,7 +160,7 @@ def get_spec(name: str) -> ModelSpec:
         users = list_user_models()
         mine = f"; your models: {', '.join(users)}" if users else ""
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(specs))}"
-                         f"{mine} (or pass an explicit checkpoint path)")
+                         f"{mine}; or give a checkpoint's own path with --model-path PATH")
     return specs[name]
 
 

@@ -78,6 +78,10 @@ class JobSummary:
     enhancer_busy: dict | None = None
     #: notes about the run as a whole (e.g. why ``--codec auto`` found no hardware encoder)
     notes: list[str] = field(default_factory=list)
+    #: the job was finished and unchanged: nothing was started (``run`` is the last run's
+    #: number; like every untouched video's, its chunks count neither as computed nor as
+    #: skipped)
+    already_done: bool = False
 
     @property
     def failed(self) -> int:
