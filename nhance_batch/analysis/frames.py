@@ -105,8 +105,8 @@ def iter_frames(
     """
     import av
 
-    from nhance_batch.media._color import Converter, sws_colorspace, sws_range
-    from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
+    from nhance_batch.media.color import Converter, sws_colorspace, sws_range
+    from nhance_batch.media.safe_open import ffmpeg_reason, open_input
     from nhance_batch.media.errors import MediaError
 
     spath = os.fspath(path)
@@ -129,7 +129,7 @@ def iter_frames(
                 frame = reader.get(target)
                 yield target, int(frame.pts), upright(convert(frame).to_ndarray(), info)
         except av.FFmpegError as exc:
-            raise MediaError(spath, f"decoding failed ({_ffmpeg_reason(exc)})") from None
+            raise MediaError(spath, f"decoding failed ({ffmpeg_reason(exc)})") from None
 
 
 class _Reader:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from nhance_batch.config import EncodeConfig
-from nhance_batch.media.safe_open import _ffmpeg_reason, open_input, open_output
+from nhance_batch.media.safe_open import ffmpeg_reason, open_input, open_output
 from nhance_batch.media.encode import (LOSSLESS_CODEC, encoder_settings, mov_options,
                                        nominal_rate, resolve_codec)
 from nhance_batch.media.errors import MediaError
@@ -170,7 +170,7 @@ def assemble(
                     packet.stream = stream
                     out.mux(packet)
     except av.FFmpegError as exc:
-        raise MediaError(sdest, f"muxing failed ({_ffmpeg_reason(exc)})") from None
+        raise MediaError(sdest, f"muxing failed ({ffmpeg_reason(exc)})") from None
     _verify_timestamps(sdest, info)
     return plan
 
@@ -298,7 +298,7 @@ def _timecode_problem(fmt: str, info: VideoInfo) -> str | None:
         out.mux(video.encode(None))
         out.close()
     except (av.FFmpegError, ValueError) as exc:
-        reason = _ffmpeg_reason(exc) if isinstance(exc, av.FFmpegError) else str(exc)
+        reason = ffmpeg_reason(exc) if isinstance(exc, av.FFmpegError) else str(exc)
         return f"{fmt} cannot write it at {float(nominal_rate(info)):g} fps ({reason})"
     return None
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
-from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
+from nhance_batch.media.color import Converter, rgb_format, sws_colorspace, sws_range
+from nhance_batch.media.safe_open import ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.chunks import Chunk
 from nhance_batch.media.probe import VideoInfo, decode_tolerant
@@ -142,7 +142,7 @@ def _decode_range(path: str, info: VideoInfo, lo: int, hi: int, *, seek_pts: int
                 if pts >= wanted[-1]:
                     break
         except av.FFmpegError as exc:
-            raise MediaError(path, f"decoding failed ({_ffmpeg_reason(exc)})") from None
+            raise MediaError(path, f"decoding failed ({ffmpeg_reason(exc)})") from None
     if first:
         raise _Missed()
     if not filled.all():

@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from nhance_batch.config import EncodeConfig
-from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
-from nhance_batch.media.safe_open import _ffmpeg_reason, open_output
+from nhance_batch.media.color import Converter, rgb_format, sws_colorspace, sws_range
+from nhance_batch.media.safe_open import ffmpeg_reason, open_output
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.hdrmeta import encoder_hdr_options
 from nhance_batch.media.probe import VideoInfo
@@ -149,7 +149,7 @@ def probe_encoder(name: str) -> str | None:
         frame.pts = 0
         packets = list(context.encode(frame)) + list(context.encode(None))
     except Exception as exc:  # noqa: BLE001 - any failure means: not usable here
-        reason = _ffmpeg_reason(exc) if isinstance(exc, av.FFmpegError) else str(exc)
+        reason = ffmpeg_reason(exc) if isinstance(exc, av.FFmpegError) else str(exc)
         return f"cannot open it here ({reason or type(exc).__name__})"
     if not packets:
         return "it opened but produced no output"
@@ -348,7 +348,7 @@ def encode_part(
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
     except av.FFmpegError as exc:
-        raise MediaError(os.fspath(dest), f"encoding failed ({_ffmpeg_reason(exc)})") from None
+        raise MediaError(os.fspath(dest), f"encoding failed ({ffmpeg_reason(exc)})") from None
 
 
 def mov_options(time_base: Fraction) -> dict[str, str]:

@@ -10,7 +10,7 @@ from fractions import Fraction
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
+from nhance_batch.media.safe_open import ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.hdrmeta import HdrMetadata, read_hdr_metadata
 
@@ -197,7 +197,7 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int | None = None,
             if decode_first_frame:
                 pts, lost = _decodable_end(container, stream, pts, keys, last_dts)
         except av.FFmpegError as exc:
-            raise MediaError(spath, f"cannot read video packets ({_ffmpeg_reason(exc)})") from None
+            raise MediaError(spath, f"cannot read video packets ({ffmpeg_reason(exc)})") from None
 
         matrix = _display_matrix(first_frame) if first_frame is not None else None
         rotation = first_frame.rotation % 360 if first_frame is not None else 0

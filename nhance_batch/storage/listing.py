@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nhance_batch.storage.errors import StorageError
-from nhance_batch.storage.retry import RetryPolicy, _call, with_retries
-from nhance_batch.storage.urls import _ALIASES, _display, is_local_url, join, local_path, protocol_of, resolve
+from nhance_batch.storage.retry import RetryPolicy, call_with_retries, with_retries
+from nhance_batch.storage.urls import _ALIASES, display_url, is_local_url, join, local_path, protocol_of, resolve
 
 @dataclass(frozen=True)
 class StoredVideo:
@@ -139,7 +139,7 @@ def fingerprint(url: str, storage_options: Mapping[str, Any] | None = None, *,
         return _local_fingerprint(local_path(url))
     fs, path = resolve(url, storage_options)
     fs.invalidate_cache(path)
-    info = _call(fs, url, path, "reading metadata of", fs.info, path,
+    info = call_with_retries(fs, url, path, "reading metadata of", fs.info, path,
                  storage_options=storage_options, policy=policy)
     return _fingerprint_from_info(info)
 
@@ -208,7 +208,7 @@ def _list_glob(fs: Any, url: str, root: str, excluded: str | None,
                policy: RetryPolicy | None) -> list[StoredVideo]:
     """The videos matching a glob in a store, keyed relative to the glob's fixed head."""
     fs.invalidate_cache()
-    found = _call(fs, url, root, "listing", fs.glob, root, detail=True,
+    found = call_with_retries(fs, url, root, "listing", fs.glob, root, detail=True,
                   storage_options=storage_options, policy=policy)
     parts = root.split("/")
     keep_parts = []
@@ -233,16 +233,16 @@ def _list_prefix(fs: Any, url: str, root: str, excluded: str | None,
         FileNotFoundError: ``url`` names no object and no prefix.
     """
     fs.invalidate_cache(root)
-    found = _call(fs, url, root, "listing", fs.find, root, detail=True, withdirs=False,
+    found = call_with_retries(fs, url, root, "listing", fs.find, root, detail=True, withdirs=False,
                   storage_options=storage_options, policy=policy)
     if not found:
         # maybe a single object (find lists below a prefix), or nothing at all
         try:
-            info = _call(fs, url, root, "reading metadata of", fs.info, root,
+            info = call_with_retries(fs, url, root, "reading metadata of", fs.info, root,
                          storage_options=storage_options, policy=policy)
         except FileNotFoundError:
             raise FileNotFoundError(
-                errno.ENOENT, f"input {_display(url)}: no such object, prefix or matching glob"
+                errno.ENOENT, f"input {display_url(url)}: no such object, prefix or matching glob"
             ) from None
         return [_one_object(url, root, info)] if info.get("type") == "file" else []
     found = _as_detail(found, fs)

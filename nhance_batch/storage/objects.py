@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nhance_batch.storage.errors import StorageError
-from nhance_batch.storage.retry import RetryPolicy, _call, with_retries
-from nhance_batch.storage.urls import _display, is_local_url, local_path, resolve
+from nhance_batch.storage.retry import RetryPolicy, call_with_retries, with_retries
+from nhance_batch.storage.urls import display_url, is_local_url, local_path, resolve
 
 def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
     """True if the file/object exists (fresh from the store)."""
@@ -38,7 +38,7 @@ def size(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
         return os.path.getsize(local_path(url))
     fs, path = resolve(url, storage_options)
     fs.invalidate_cache(path)
-    info = _call(fs, url, path, "reading metadata of", fs.info, path,
+    info = call_with_retries(fs, url, path, "reading metadata of", fs.info, path,
                  storage_options=storage_options)
     return int(info.get("size") or 0)
 
@@ -78,7 +78,7 @@ def download(url: str, dest: str, storage_options: Mapping[str, Any] | None = No
             shutil.copyfile(local_path(url), tmp)
         else:
             fs, path = resolve(url, storage_options)
-            _call(fs, url, path, "downloading", fs.get_file, path, tmp,
+            call_with_retries(fs, url, path, "downloading", fs.get_file, path, tmp,
                   storage_options=storage_options, policy=policy)
     return os.path.getsize(dest)
 
@@ -169,13 +169,13 @@ def upload(local: str, url: str, storage_options: Mapping[str, Any] | None = Non
             os.unlink(local)
         return nbytes
     fs, path = resolve(url, storage_options)
-    _call(fs, url, path, "uploading to", fs.put_file, local, path,
+    call_with_retries(fs, url, path, "uploading to", fs.put_file, local, path,
           storage_options=storage_options, policy=policy)
     fs.invalidate_cache(path)
-    stored = int(_call(fs, url, path, "checking the upload of", fs.info, path,
+    stored = int(call_with_retries(fs, url, path, "checking the upload of", fs.info, path,
                        storage_options=storage_options, policy=policy).get("size") or 0)
     if stored != nbytes:
-        raise StorageError(f"uploading to {_display(url)}: the store holds {stored} bytes, "
+        raise StorageError(f"uploading to {display_url(url)}: the store holds {stored} bytes, "
                            f"{nbytes} were sent", transient=True)
     if move:
         os.unlink(local)
@@ -197,7 +197,7 @@ def write_bytes(url: str, data: bytes, storage_options: Mapping[str, Any] | None
             f.write(data)
         return
     fs, path = resolve(url, storage_options)
-    _call(fs, url, path, "writing", fs.pipe_file, path, data, storage_options=storage_options)
+    call_with_retries(fs, url, path, "writing", fs.pipe_file, path, data, storage_options=storage_options)
     fs.invalidate_cache(path)
 
 
@@ -207,4 +207,4 @@ def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> by
         with open(local_path(url), "rb") as f:
             return f.read()
     fs, path = resolve(url, storage_options)
-    return _call(fs, url, path, "reading", fs.cat_file, path, storage_options=storage_options)
+    return call_with_retries(fs, url, path, "reading", fs.cat_file, path, storage_options=storage_options)
