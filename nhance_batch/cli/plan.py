@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 #: what shapes the estimate: plan runs no job, so of the cluster options only the enhancer's
 #: threads (its calibration) count, and previews and the task timeout change nothing
-PLAN_OPTIONS = compose(MODEL, CHUNKING, ENCODING.without("previews"), CLUSTER.only("threads"),
+PLAN_OPTIONS = compose(MODEL, CHUNKING.without("chunk_seconds"), ENCODING.without("previews"),
+                       CLUSTER.only("threads"),
                        LIMITS.without("task_timeout"), STORAGE)
 
 

@@ -19,7 +19,7 @@ from nhance_batch.pipeline.outputs import OutputNames, check_output_safe, unsafe
 from nhance_batch.pipeline.progress import NullReporter, Reporter
 from nhance_batch.pipeline.scheduler import HeldLease, Scheduler
 from nhance_batch.pipeline.summary import JobSummary
-from nhance_batch.state.jobstate import JobState, job_settings
+from nhance_batch.state.jobstate import JobState, job_extras, job_settings
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import DONE, FAILED, PENDING, RUNNING, ChunkRecord, VideoRecord
 
@@ -86,8 +86,7 @@ class Driver:
 
     def _run(self, lease: HeldLease, inputs: list[storage.StoredVideo]) -> JobSummary:
         state = JobState.open(self.layout, job_settings(self.config), force=self.force,
-                              extras={"previews": self.config.previews},
-                              lease=lease)
+                              extras=job_extras(self.config), lease=lease)
         names = OutputNames(item.relative for item in inputs)
         todo = self.reconcile(state, inputs, names)
         run = state.new_run(socket.gethostname(), os.getpid())

@@ -107,6 +107,7 @@ class RayExecutor:
         self._starved_since: float | None = None
         self._last_starved_warn = 0.0
         self._cpus = os.cpu_count() or 1
+        self._gpu_kind: str | None = None
 
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +120,9 @@ class RayExecutor:
         resources = ray.cluster_resources()
         self._cpus = int(resources.get("CPU", os.cpu_count() or 1))
         self.pool.start(self._cpus, resources.get("GPU", 0.0))
+        self._gpu_kind = next((key.split(":", 1)[1] for key in resources
+                               if key.startswith("accelerator_type:")), "GPU") \
+            if self.pool.gpu_mode else None
         # The actors load the model meanwhile: chunks wait for the first one ready (maintain).
         # With GPUs, idle CPUs import the media stack meanwhile (a task runs to its end
         # whether or not its result is kept); CPU actors need every core for their own start.
@@ -290,6 +294,11 @@ class RayExecutor:
     def busy(self) -> dict:
         """The enhancer actors' busy share (:meth:`BusyMeter.snapshot`)."""
         return self.pool.busy_meter.snapshot()
+
+    def gpu_kind(self) -> str | None:
+        """The GPUs' kind as Ray labels them (``H100``...; ``GPU`` when unlabelled); None on
+        CPU actors."""
+        return self._gpu_kind
 
     def cpus(self) -> int:
         """CPUs of the cluster when the executor started (bounds the chunks in flight)."""

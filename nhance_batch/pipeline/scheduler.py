@@ -102,6 +102,7 @@ class Scheduler:
         self.skipped = 0
         self.frames_committed = 0
         self.progress: list[tuple[float, int]] = []
+        self.known_rates: dict[Any, Any] = {}  # KnownRate per GPU kind and frame size
 
     # -- helpers -----------------------------------------------------------------------
     def source(self, video: VideoRecord) -> stages.Source:
@@ -156,18 +157,36 @@ class Scheduler:
         self.queue_chunks(vid)
 
     def cut_chunks(self, video: VideoRecord, info: Any) -> None:
-        """Cut ``video`` into chunks, keeping the recorded chunks when they still fit."""
+        """Cut ``video`` into chunks. A recorded plan for the same frames and overlap is kept
+        when chunks are sized by time (the rate measured now may differ from the one that
+        cut them; re-cutting would throw their committed work away), or when its size is the
+        one forced by ``--chunk-frames``."""
         chunking = self.config.chunk
-        chunk_frames = chunking.frames_for(info.width, info.height)
         if (video.chunks and video.frames == info.frame_count
-                and video.chunk_frames == chunk_frames and video.overlap == chunking.overlap):
+                and video.overlap == chunking.overlap
+                and (not chunking.chunk_frames or video.chunk_frames == chunking.chunk_frames)):
             return
         from nhance_batch.media import plan_chunks
 
+        chunk_frames = chunking.frames_for(info.width, info.height,
+                                           self.worker_rate(info.width, info.height))
         video.frames = info.frame_count
         video.chunk_frames, video.overlap = chunk_frames, chunking.overlap
         video.chunks = [ChunkRecord(c.index, c.start, c.end, c.ctx_start, c.ctx_end)
                         for c in plan_chunks(info.frame_count, chunk_frames, chunking.overlap)]
+
+    def worker_rate(self, width: int, height: int) -> float:
+        """One enhancer worker's megapixels per second, as known before any chunk ran
+        (:func:`~nhance_batch.estimate.known_rate.known_enhancer_rate`)."""
+        from nhance_batch.estimate.known_rate import known_enhancer_rate
+
+        kind = self.executor.gpu_kind()
+        key = (kind, width, height) if kind else None
+        if key not in self.known_rates:
+            self.known_rates[key] = known_enhancer_rate(
+                self.config.model, cpu_workers=max(1, self.executor.workers()), gpu_kind=kind,
+                width=width, height=height)
+        return self.known_rates[key].mpx_s
 
     def chunk_task(self, vid: int, chunk: ChunkRecord) -> stages.ChunkTask:
         """The task of one chunk: its own slice of the timestamps, where its part goes."""
