@@ -14,6 +14,7 @@ import time
 import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -239,7 +240,11 @@ class EnhanceStage:
         self._enhancer = Enhancer(self.model)
         self._enhancer.setup()
 
-    def process(self, task: ChunkTask, decoded: Decoded | Failure) -> Enhanced | Failure:
+    def process(self, task: ChunkTask, decoded: Decoded | Failure,
+                on_frames: Callable[[int], None] | None = None) -> Enhanced | Failure:
+        """Enhance and stabilise a decoded chunk; ``on_frames`` is told, after each forward
+        pass, how many of the chunk's own frames are enhanced so far (in proportion to the
+        frames passed, context included)."""
         if isinstance(decoded, Failure):
             return decoded
         from nhance_batch.temporal import ChunkStabiliser
@@ -251,8 +256,11 @@ class EnhanceStage:
         try:
             stabiliser = ChunkStabiliser(decoded.frames, own, task.temporal_radius,
                                          dtype=decoded.frames.dtype)
+            total = len(decoded.frames)
             for first, y in self._enhancer.batches(decoded.frames, as_float=True):
                 stabiliser.add(first, y)
+                if on_frames is not None:
+                    on_frames((first + len(y)) * task.chunk.size // total)
             result = stabiliser.result()
         except Exception as exc:  # noqa: BLE001
             return failure("enhance", exc)

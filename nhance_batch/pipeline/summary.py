@@ -63,6 +63,8 @@ class JobSummary:
     #: the enhancer's busy share (``BusyMeter.snapshot``): ``overall``, ``busy_s``, ``wall_s``
     #: and per actor ``actor``, ``busy_s``, ``wall_s``, ``share``, ``chunks``
     enhancer_busy: dict | None = None
+    #: seconds from the run's start (after the executor started) to its first enhanced frame
+    first_frame_seconds: float | None = None
     #: notes about the run as a whole (e.g. which encoder ``--codec auto`` chose and why)
     notes: list[str] = field(default_factory=list)
 

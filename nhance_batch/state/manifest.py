@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+#: a run whose driver stopped before the end (killed, interrupted, taken over)
+INTERRUPTED = "interrupted"
 
 
 class Gains:

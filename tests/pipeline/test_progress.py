@@ -67,3 +67,109 @@ def test_a_resume_keeps_the_recorded_plan_when_the_rate_changed(monkeypatch, tmp
     assert (summary.chunks_skipped, summary.chunks_computed) == (1, 3)
     again = read_manifest(str(out / "_nhance" / "manifest.parquet")).videos[0]
     assert [(c.start, c.end) for c in again.chunks] == [(c.start, c.end) for c in first.chunks]
+
+
+class Watching(StopAfter):
+    """Records, at every refresh of the live line, (frames enhanced, frames committed, ETA)
+    and what ``status --json`` says at that moment."""
+
+    def __init__(self, out):
+        super().__init__(10**9)
+        self.out, self.seen, self.status = out, [], []
+
+    def refresh(self) -> None:
+        from nhance_batch.state.status import status_document
+
+        self.seen.append((self.frames_enhanced, self.done, self.eta_s))
+        if self.total and 0 < self.frames_enhanced < self.total and self.done == 0:
+            self.status.append(status_document(str(self.out)))
+
+
+def test_progress_moves_within_a_chunk_and_status_shows_it(monkeypatch, tmp_path):
+    import nhance_batch.pipeline.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "WRITE_INTERVAL_S", 0.0)
+    calibrated(monkeypatch, tmp_path, 0.05)
+    make_video(tmp_path / "in" / "a.mp4", width=64, height=48, frames=24, gop=8)
+    out = tmp_path / "out"
+    config = RunConfig(input=str(tmp_path / "in"), output=str(out),
+                       chunk=ChunkConfig(chunk_frames=24, overlap=2),
+                       model={"batch_size": 2, "jit": "off"},
+                       encode=EncodeConfig(lossless=True), temporal_radius=2)
+    reporter = Watching(out)
+    summary, _ = run_sequential(config, reporter=reporter)
+    assert summary.exit_code == 0 and summary.chunks_computed == 1
+    # one chunk, twelve passes: the enhanced count moves before the chunk is committed
+    within = sorted({enhanced for enhanced, done, _ in reporter.seen if done == 0})
+    assert len([n for n in within if 0 < n < 24]) >= 5
+    # the ETA is known from the start (the calibrated rate), before any frame is enhanced
+    assert all(eta is not None for _, _, eta in reporter.seen[1:])
+    assert reporter.seen[-1][:2] == (24, 24)
+    # status --json counts the frames enhanced in the chunk in flight
+    assert reporter.status
+    moving = [s["progress"] for s in reporter.status]
+    assert all(p["frames_committed"] == 0 for p in moving)
+    assert max(p["frames_done"] for p in moving) > 0
+    assert all(s["eta_seconds"] is not None and s["driver_alive"] for s in reporter.status)
+    assert summary.first_frame_seconds is not None and summary.first_frame_seconds > 0
+
+
+def test_the_busy_share_counts_the_chunk_in_progress():
+    from nhance_batch.pipeline.busy import BusyMeter
+
+    now = [0.0]
+    meter = BusyMeter(clock=lambda: now[0])
+    meter.ready("a")
+    now[0] = 10.0
+    meter.add("a", 2.0)
+    assert meter.snapshot()["overall"] == 0.2
+    # 7 s into a chunk that has not come back: the share is not 20% but 90%
+    assert meter.snapshot({"a": 7.0})["overall"] == 0.9
+
+
+def test_the_eta_is_planned_first_then_measured():
+    from nhance_batch.pipeline.pace import SETTLE_S, Pace
+
+    now = [0.0]
+    pace = Pace(clock=lambda: now[0])
+    assert pace.eta(100, planned=2.0) == (2.0, 50.0)  # nothing enhanced yet: the plan
+    assert pace.eta(100, planned=None) == (None, None)
+    now[0] = 5.0
+    pace.note(10)
+    for step in range(1, 40):
+        now[0] = 5.0 + step
+        pace.note(10 + 4 * step)  # the enhancer really runs 4 frames a second
+    fps, eta = pace.eta(100, planned=2.0)
+    assert now[0] - 5.0 >= SETTLE_S and fps == pytest.approx(4.0) and eta == pytest.approx(25.0)
+    assert pace.first_frame_seconds() == 5.0
+
+
+def test_a_killed_run_is_recorded_interrupted_and_the_takeover_says_what_it_found(tmp_path):
+    from nhance_batch.state.manifest import RUNNING, load_manifest, save_manifest
+    from tests.pipeline.test_resume import config_for, status_json
+
+    make_video(tmp_path / "in" / "a.mp4", width=64, height=48, frames=12, gop=4)
+    make_video(tmp_path / "in" / "b.mp4", width=64, height=48, frames=12, gop=4)
+    out = tmp_path / "out"
+    config = config_for(tmp_path / "in", out)
+    with pytest.raises(KeyboardInterrupt):
+        run_sequential(config, reporter=StopAfter(4))  # a's 3 chunks, b's first
+    # as a kill -9 leaves it: the run still "running", its driver (a pid never used) gone
+    path = out / "_nhance" / "manifest.parquet"
+    manifest = load_manifest(str(path))
+    assert manifest.runs[0].status == "interrupted"  # an exception is recorded as such
+    manifest.runs[0].status, manifest.runs[0].pid = RUNNING, 2**22 + 1
+    save_manifest(manifest, str(path))
+    assert status_json(out)["runs"][0]["status"] == "interrupted"  # its driver is gone
+
+    reporter = StopAfter(10**9)
+    summary, submitted = run_sequential(config, reporter=reporter)
+    assert (summary.exit_code, summary.chunks_skipped, summary.chunks_computed) == (0, 4, 2)
+    assert reporter.notes == [f"took over from a dead driver (pid {2**22 + 1}, run 1): "
+                              "0 video(s) done, 4 chunk(s) reused, 2 video(s) to do"]
+    assert [r["status"] for r in status_json(out)["runs"]] == ["interrupted", "done"]
+    # a later run finds nothing running and says so plainly
+    again = StopAfter(10**9)
+    run_sequential(config, reporter=again)
+    assert again.notes == ["resuming after run 2: 2 video(s) done, 0 chunk(s) reused, "
+                           "0 video(s) to do"]
