@@ -173,3 +173,62 @@ def test_a_killed_run_is_recorded_interrupted_and_the_takeover_says_what_it_foun
     run_sequential(config, reporter=again)
     assert again.notes == ["resuming after run 2: 2 video(s) done, 0 chunk(s) reused, "
                            "0 video(s) to do"]
+
+
+def test_kill_9_of_a_ray_run_loses_only_chunks_in_flight_and_leaves_no_ray_process(
+        monkeypatch, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from nhance_batch.pipeline.ray_reaper import MARKER, session_processes
+    from tests.pipeline.test_resume import status_json
+
+    calibrated(monkeypatch, tmp_path, 0.005)  # 20 s is 32 frames here: 40-frame chunks
+    src = make_video(tmp_path / "in" / "clip.mp4", width=64, height=48, frames=160, gop=10)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "nhance_batch", "run", str(src.parent), str(out),
+               "--lossless"]
+    proc = subprocess.Popen(command, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest_path = str(out / "_nhance" / "manifest.parquet")
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            manifest = read_manifest(manifest_path)
+            if manifest and manifest.videos and any(
+                    c.status == DONE for c in manifest.videos[0].chunks):
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("no chunk was committed within 300 s")
+        markers = Path("/tmp/ray").glob(f"session_*/{MARKER}")
+        sessions = [m.parent for m in markers if not m.parent.is_symlink()
+                    and json.loads(m.read_text())["pid"] == proc.pid]
+        assert len(sessions) == 1
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as `kill -9 PID` does
+        proc.wait()
+    # every process of its embedded Ray ends soon after it (the watcher)
+    deadline = time.monotonic() + 60
+    while session_processes(str(sessions[0])) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session_processes(str(sessions[0])) == []
+    first = read_manifest(manifest_path).videos[0].chunks
+    total, committed = len(first), sum(c.status == DONE for c in first)
+    assert total == 4 and 1 <= committed < total
+    assert status_json(out)["runs"][0]["status"] == "interrupted"
+
+    summary_path = tmp_path / "summary.json"
+    rerun = subprocess.run(command + ["--summary-json", str(summary_path)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"took over from a dead driver (pid {proc.pid}, run 1)" in rerun.stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["chunks_skipped"] == committed > 0
+    assert summary["chunks_computed"] == total - committed < total
+    assert [r["status"] for r in status_json(out)["runs"]] == ["interrupted", "done"]
