@@ -232,3 +232,29 @@ def test_kill_9_of_a_ray_run_loses_only_chunks_in_flight_and_leaves_no_ray_proce
     assert summary["chunks_skipped"] == committed > 0
     assert summary["chunks_computed"] == total - committed < total
     assert [r["status"] for r in status_json(out)["runs"]] == ["interrupted", "done"]
+
+
+def test_status_adds_the_live_record_of_the_latest_run_only():
+    from datetime import datetime, timedelta, timezone
+
+    from nhance_batch.state.live import LiveRecord
+    from nhance_batch.state.manifest import ChunkRecord, Manifest, VideoRecord
+    from nhance_batch.state.status import add_live, summarize
+
+    chunks = [ChunkRecord(0, 0, 40, 0, 43, status=DONE), ChunkRecord(1, 40, 80, 37, 83)]
+    manifest = Manifest(job={}, videos=[VideoRecord(input="/in/a.mp4", relative="a.mp4",
+                                                    frames=80, chunks=chunks)], runs=[])
+    manifest.new_run("host", 1)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    live = LiveRecord(1, t0.isoformat(), fps=2.0, eta_seconds=30.0,
+                      enhancing=[{"video": "a.mp4", "chunk": 0, "frames": 40},
+                                 {"video": "a.mp4", "chunk": 1, "frames": 12}])
+    report = summarize(manifest)
+    add_live(report, manifest, live, now=t0 + timedelta(seconds=10))
+    # chunk 0 is committed already: counted once; chunk 1's 12 enhanced frames are added
+    assert report["progress"]["frames_done"] == 52
+    assert report["progress"]["frames_committed"] == 40
+    assert report["eta_seconds"] == 20.0 and report["progress"]["fps"] == 2.0
+    stale = summarize(manifest)
+    add_live(stale, manifest, LiveRecord(7, t0.isoformat(), enhancing=live.enhancing))
+    assert stale["progress"]["frames_done"] == 40
