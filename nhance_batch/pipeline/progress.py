@@ -125,7 +125,7 @@ class RichReporter(NullReporter):
 
     def note(self, text: str) -> None:
         super().note(text)
-        self.console.print(text)
+        self.console.print(text, markup=False, highlight=False)
 
     def stop(self) -> None:
         self.refresh()

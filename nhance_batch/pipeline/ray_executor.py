@@ -19,7 +19,9 @@ not yet enhanced; the rest wait here and go to whichever actor frees up first. W
 dies, chunks that were on it come back as retriable failures and the driver redoes them (its
 manifest covers what Ray cannot recover). Chunks submitted while no actor is available wait
 here (their decode already running) and are sent as soon as one is
-(:meth:`RayExecutor.maintain`, called from :meth:`RayExecutor.wait`).
+(:meth:`RayExecutor.maintain`, called from :meth:`RayExecutor.wait`). The same loop asks each
+actor that holds chunks, every :data:`PROGRESS_POLL_S`, how many frames of its chunk it has
+enhanced (:meth:`RayExecutor.enhancing`: the live progress line, the busy share).
 """
 
 from __future__ import annotations
