@@ -1,8 +1,9 @@
 """The driver: list the inputs, check where outputs go, take the lease, and run the job.
 
 :class:`Driver` is one invocation of a job (a "run"): it lists the inputs, refuses a job that
-would write among its sources, holds the output's lease, opens the job's state, matches the
-inputs with it (what is finished and still verifies is skipped) and hands the work to a
+would write among its sources, holds the output's lease, opens the job's state, records runs
+that a dead driver left running as interrupted, matches the inputs with the state (what is
+finished and still verifies is skipped), says what it found, and hands the work to a
 :class:`~nhance_batch.pipeline.scheduler.Scheduler`.
 """
 
