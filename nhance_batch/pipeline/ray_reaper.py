@@ -156,6 +156,16 @@ def watch(session_dir: str, pid: int | None = None) -> subprocess.Popen | None:
         start_new_session=True, close_fds=True)
 
 
+def unwatch(watcher: subprocess.Popen) -> None:
+    """The instance ended with its driver's consent: end its watcher and drop the marker."""
+    watcher.kill()
+    watcher.wait()
+    try:
+        os.unlink(os.path.join(watcher.args[-1], MARKER))
+    except OSError:
+        pass
+
+
 def _main(argv: list[str]) -> int:
     """The watcher: wait for the driver ``argv[0]`` (started at ``argv[1]``) to end, then
     reap its session ``argv[2]``."""

@@ -109,8 +109,9 @@ def disconnect() -> None:
     stop_autoscaler_monitor()
     ray.shutdown()
     if _watcher is not None:
-        _watcher.kill()
-        _watcher.wait()
+        from nhance_batch.pipeline.ray_reaper import unwatch
+
+        unwatch(_watcher)
         _watcher = None
 
 

@@ -82,3 +82,12 @@ def test_the_watcher_ends_the_session_when_its_driver_is_killed(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_clean_end_stops_the_watcher_and_drops_the_marker(tmp_path):
+    folder = tmp_path / "ray" / "session_y"
+    folder.mkdir(parents=True)
+    watcher = ray_reaper.watch(str(folder))
+    assert (folder / ray_reaper.MARKER).exists() and watcher.poll() is None
+    ray_reaper.unwatch(watcher)
+    assert watcher.poll() is not None and not (folder / ray_reaper.MARKER).exists()
