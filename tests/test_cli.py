@@ -91,7 +91,7 @@ def test_run_resume_and_plan_share_each_option():
                                     "recalibrate"}
     assert set(run) - set(plan) == {"spec_path", "dry_run", "address", "workers",
                                     "max_retries", "gpus_per_worker", "dashboard", "previews",
-                                    "task_timeout"} | job_control
+                                    "task_timeout", "chunk_seconds"} | job_control
     for other in (resume, plan):
         for name in set(other) & set(run):
             assert other[name] == run[name], name  # names, defaults, types, help: one option
