@@ -8,6 +8,7 @@ raises :class:`ValueError` naming the field), the objects are immutable, and
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -90,35 +91,68 @@ class EncodeConfig(_Frozen):
 # Enhancer working memory per pixel of a chunk frame: the uint8 input, the float32 output
 # kept for the chunk's own frames, the quantised result, and decoding's copies.
 CHUNK_BYTES_PER_PIXEL = 20
-AUTO_CHUNK_LIMITS = (1, 256)
+#: Seconds of enhancer work a chunk holds by default (``--chunk-seconds``).
+DEFAULT_CHUNK_SECONDS = 20.0
+#: Most context frames (2 x overlap per chunk) per enhanced frame of a chunk: a chunk is at
+#: least ``2 * overlap / MAX_CONTEXT_SHARE`` frames long (40 for the default overlap of 3),
+#: unless the memory cap forbids it.
+MAX_CONTEXT_SHARE = 0.15
+#: Enhancer megapixels per second assumed for one worker when nothing measured is known
+#: (:func:`nhance_batch.estimate.known_rate.known_enhancer_rate`): DPED costs 0.8 MFLOP per
+#: pixel, and 25 GFLOP/s is a slow CPU worker (two cores here run about 90), so chunks err
+#: on the short side.
+FALLBACK_MPX_S = 25e9 / 799_488 / 1e6
 
 
-def auto_chunk_frames(width: int, height: int, overlap: int) -> int:
+def memory_chunk_frames(width: int, height: int, overlap: int) -> int:
     """As many frames as fit the chunk memory budget (``NHANCE_CHUNK_MEMORY`` bytes, 2 GiB by
-    default) with their context, between 1 and 256: large chunks keep the share of redundant
-    context frames (2 x overlap per chunk) small, small frames allow them, and frames so large
-    that few fit (4K, 8K) get chunks of as few as one frame, so memory stays in the budget."""
+    default) with their context, at least 1: frames so large that few fit (4K, 8K) get
+    chunks of as few as one frame, so memory stays in the budget."""
     budget = int(os.environ.get("NHANCE_CHUNK_MEMORY", 2 << 30))
     frames = budget // max(1, width * height * CHUNK_BYTES_PER_PIXEL) - 2 * overlap
-    low, high = AUTO_CHUNK_LIMITS
-    return max(low, min(high, frames))
+    return max(1, frames)
+
+
+def min_chunk_frames(overlap: int) -> int:
+    """The shortest chunk whose context frames stay within :data:`MAX_CONTEXT_SHARE` of its
+    own frames."""
+    return max(1, math.ceil(2 * overlap / MAX_CONTEXT_SHARE - 1e-9))
+
+
+def timed_chunk_frames(width: int, height: int, overlap: int, seconds: float,
+                       mpx_s: float) -> int:
+    """Frames per chunk so that a chunk holds about ``seconds`` of enhancer work at ``mpx_s``
+    megapixels per second (the rate of the worker that runs it), its own frames and context
+    together; at least :func:`min_chunk_frames` (the context share bound wins over the time),
+    at most :func:`memory_chunk_frames` (the memory bound wins over both)."""
+    work = seconds * mpx_s * 1e6 / max(1, width * height)
+    timed = int(work) - 2 * overlap
+    return min(memory_chunk_frames(width, height, overlap),
+               max(min_chunk_frames(overlap), timed))
 
 
 class ChunkConfig(_Frozen):
     """How a video is split into chunks.
 
     Attributes:
-        chunk_frames: output frames per chunk; 0 sizes chunks to each video's frame size
-            (:func:`auto_chunk_frames`).
+        chunk_frames: output frames per chunk; 0 sizes chunks by time
+            (:func:`timed_chunk_frames`).
+        chunk_seconds: with ``chunk_frames`` 0, the enhancer seconds a chunk holds on the
+            worker that runs it.
         overlap: context frames decoded on each side of a chunk (clamped at the ends).
     """
 
     chunk_frames: int = Field(0, ge=0)
+    chunk_seconds: float = Field(DEFAULT_CHUNK_SECONDS, gt=0)
     overlap: int = Field(DEFAULT_TEMPORAL_RADIUS, ge=0)
 
-    def frames_for(self, width: int, height: int) -> int:
-        """The chunk size for frames of ``width`` x ``height``."""
-        return self.chunk_frames or auto_chunk_frames(width, height, self.overlap)
+    def frames_for(self, width: int, height: int, mpx_s: float | None = None) -> int:
+        """The chunk size for frames of ``width`` x ``height`` on a worker enhancing ``mpx_s``
+        megapixels per second (None: :data:`FALLBACK_MPX_S`)."""
+        if self.chunk_frames:
+            return self.chunk_frames
+        return timed_chunk_frames(width, height, self.overlap, self.chunk_seconds,
+                                  mpx_s or FALLBACK_MPX_S)
 
 
 class LimitsConfig(_Frozen):
@@ -223,7 +257,8 @@ def error_text(exc: ValidationError) -> str:
 
 def run_config(input: str, output: str, *, model: str = "iphone",
                model_path: str | Path | None = None, precision: str | None = None,
-               jit: bool | str | None = None, chunk_frames: int = 0, overlap: int | None = None,
+               jit: bool | str | None = None, chunk_frames: int = 0,
+               chunk_seconds: float | None = None, overlap: int | None = None,
                temporal_radius: int | None = None, lossless: bool = False,
                codec: str | None = None, crf: int | None = None, preset: str | None = None,
                address: str | None = None, workers: int = 0, max_retries: int = 2,
@@ -273,7 +308,9 @@ def run_config(input: str, output: str, *, model: str = "iphone",
     try:
         return RunConfig(
             input=input, output=output, model=ModelConfig(**model_values),
-            chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap),
+            chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap,
+                              chunk_seconds=(DEFAULT_CHUNK_SECONDS if chunk_seconds is None
+                                             else chunk_seconds)),
             encode=EncodeConfig(**encode, lossless=lossless),
             cluster=ClusterConfig(**cluster), limits=LimitsConfig(**limits),
             temporal_radius=radius, previews=previews, strict=strict,

@@ -63,6 +63,7 @@ class JobSpec(BaseModel):
     jit: Literal["auto", "on", "off"] | None = None
     dashboard: bool = False
     chunk_frames: int = Field(0, ge=0)
+    chunk_seconds: float | None = Field(None, gt=0)
     overlap: int | None = Field(None, ge=0)
     temporal_radius: int | None = Field(None, ge=0)
     lossless: bool = False

@@ -7,7 +7,7 @@ import pytest
 
 from nhance_batch import storage
 from nhance_batch.config import ConfigError, run_config
-from nhance_batch.state.jobstate import (JobState, job_settings, read_manifest,
+from nhance_batch.state.jobstate import (JobState, job_extras, job_settings, read_manifest,
                                          run_config_from_settings)
 from nhance_batch.state.layout import JobLayout
 
@@ -21,6 +21,7 @@ RECORDED = [
     {"codec": "libx265", "crf": 23, "preset": "fast", "overlap": 5, "temporal_radius": 2},
     {"model_path": "/models/user/iphone_orig", "precision": "bfloat16"},
     {"model": "sony", "precision": "float16", "previews": True, "crf": 30},
+    {"chunk_seconds": 5.0},
 ]
 
 
@@ -29,7 +30,7 @@ def recorded_job(config, tmp_path):
     into a real manifest, then read back."""
     layout = JobLayout.create(config.input, config.output)
     storage.makedirs_for(layout.manifest)
-    state = JobState.open(layout, job_settings(config), extras={"previews": config.previews})
+    state = JobState.open(layout, job_settings(config), extras=job_extras(config))
     state.flush(compact=True)
     return read_manifest(layout.manifest).job
 

@@ -322,7 +322,8 @@ def test_summarize_for_status() -> None:
     assert s["eta_seconds"] is None
     assert s["progress"] == {
         "videos_total": 3, "videos_done": 0, "videos_failed": 1, "frames_total": 27,
-        "frames_done": 10, "chunks_total": 2, "chunks_done": 1,
+        "frames_done": 10, "frames_committed": 10, "fps": None, "chunks_total": 2,
+        "chunks_done": 1,
     }
     v = s["videos"][1]
     assert {key: value for key, value in v.items() if key != "chunks"} == {

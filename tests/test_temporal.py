@@ -304,18 +304,37 @@ def test_stabiliser_measures_against_given_model_inputs_and_finishes_as_asked():
     np.testing.assert_array_equal(stabiliser.result().frames, reference.frames)
 
 
-def test_auto_chunk_frames_follow_the_frame_size(monkeypatch):
-    from nhance_batch.config import ChunkConfig, auto_chunk_frames
+def test_memory_cap_follows_the_frame_size(monkeypatch):
+    from nhance_batch.config import memory_chunk_frames
 
     monkeypatch.delenv("NHANCE_CHUNK_MEMORY", raising=False)
-    assert auto_chunk_frames(64, 48, 3) == 256            # tiny frames: the upper limit
-    assert auto_chunk_frames(1280, 720, 3) == 110         # 2 GiB / (921,600 px * 20 B) - 6
-    assert auto_chunk_frames(3840, 2160, 3) == 6          # 4K: 2 GiB / (8.3 Mpx * 20 B) - 6
-    assert auto_chunk_frames(7680, 4320, 3) == 1          # 8K: the lower limit, one frame
+    assert memory_chunk_frames(1280, 720, 3) == 110         # 2 GiB / (921,600 px * 20 B) - 6
+    assert memory_chunk_frames(3840, 2160, 3) == 6          # 4K: 2 GiB / (8.3 Mpx * 20 B) - 6
+    assert memory_chunk_frames(7680, 4320, 3) == 1          # 8K: the lower limit, one frame
     monkeypatch.setenv("NHANCE_CHUNK_MEMORY", str(1 << 30))
-    assert auto_chunk_frames(1280, 720, 3) == 52
-    assert ChunkConfig(chunk_frames=0, overlap=3).frames_for(1280, 720) == 52
-    assert ChunkConfig(chunk_frames=7, overlap=3).frames_for(1280, 720) == 7
+    assert memory_chunk_frames(1280, 720, 3) == 52
+
+
+def test_chunks_hold_seconds_of_work_within_the_context_and_memory_bounds(monkeypatch):
+    from nhance_batch.config import ChunkConfig, min_chunk_frames
+
+    monkeypatch.delenv("NHANCE_CHUNK_MEMORY", raising=False)
+    chunk = ChunkConfig(overlap=3)                            # 20 s by default
+    assert min_chunk_frames(3) == 40                          # 6 context frames <= 15% of 40
+    # 176x144 at 0.11 Mpx/s: 20 s is 86 frames enhanced, 80 of them the chunk's own
+    assert chunk.frames_for(176, 144, 0.11) == 80
+    assert ChunkConfig(overlap=3, chunk_seconds=40).frames_for(176, 144, 0.11) == 167
+    # 640x272 on the same CPU: 20 s is 12 frames; the context bound makes it 40
+    assert chunk.frames_for(640, 272, 0.11) == 40
+    # a GPU at 120 Mpx/s: 20 s of 720p is 2,600 frames, the memory cap gives 110
+    assert chunk.frames_for(1280, 720, 120.0) == 110
+    # 8K: the memory cap wins over the context bound
+    assert chunk.frames_for(7680, 4320, 120.0) == 1
+    # a forced size stays forced
+    assert ChunkConfig(chunk_frames=7, overlap=3).frames_for(1280, 720, 120.0) == 7
+    # nothing measured: the conservative fallback rate gives short chunks, never below the bound
+    assert chunk.frames_for(176, 144) == 40
+    assert ChunkConfig(overlap=0).frames_for(176, 144, 0.11) == 86
 
 
 def test_integer_channel_means_are_exact():

@@ -6,7 +6,7 @@ options a resume may change, ``plan`` those that shape its estimate: each comman
 where it is declared.
 
 - ``MODEL``: --model --model-path --precision --jit --strength
-- ``CHUNKING``: --chunk-frames --overlap --temporal-radius
+- ``CHUNKING``: --chunk-frames --chunk-seconds --overlap --temporal-radius
 - ``ENCODING``: --lossless --codec --crf --preset --hdr --previews
 - ``CLUSTER``: --address --workers --max-retries --threads --dashboard --gpus-per-worker
 - ``LIMITS``: --max-pixels --max-frames --task-timeout --strict
@@ -122,8 +122,12 @@ MODEL_CHOICE = MODEL.only("model_name", "model_path")
 
 CHUNKING = OptionGroup((
     _option("--chunk-frames", type=click.IntRange(min=0), default=0,
-            help="Frames per chunk (the unit of work); 0 sizes them to the video: as many as "
-                 "fit 2 GiB of enhancer memory (NHANCE_CHUNK_MEMORY), 1 to 256."),
+            help="Frames per chunk (the unit of work); 0 sizes them by time (--chunk-seconds), "
+                 "within 2 GiB of enhancer memory (NHANCE_CHUNK_MEMORY)."),
+    _option("--chunk-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+            help="Seconds of enhancer work per chunk on the worker that runs it, from the "
+                 "rate measured on this machine (calibration, autotune) or known for its GPU; "
+                 "at least 2 x overlap / 0.15 frames [default: 20]."),
     _option("--overlap", type=click.IntRange(min=0), default=None,
             help="Context frames decoded on each side of a chunk [default: the temporal "
                  "radius]."),

@@ -97,12 +97,15 @@ class _Work:
     frames: int  # its own frames (the encoder's work)
 
 
-def video_work(info: VideoInfo, chunk: ChunkConfig) -> tuple[int, int, int]:
+def video_work(info: VideoInfo, chunk: ChunkConfig,
+               mpx_s: float | None = None) -> tuple[int, int, int]:
     """(chunk frames, chunks, frames the enhancer runs) of a probed video under the job's
-    :class:`~nhance_batch.config.ChunkConfig`, exactly as the driver plans it."""
+    :class:`~nhance_batch.config.ChunkConfig`, exactly as the driver plans it for a worker
+    of ``mpx_s`` megapixels per second (the run's local CPU worker: the rate
+    :func:`~nhance_batch.estimate.known_rate.known_enhancer_rate` knows)."""
     from nhance_batch.media import plan_chunks
 
-    chunk_frames = chunk.frames_for(info.width, info.height)
+    chunk_frames = chunk.frames_for(info.width, info.height, mpx_s)
     chunks = plan_chunks(info.frame_count, chunk_frames, chunk.overlap)
     return chunk_frames, len(chunks), sum(c.ctx_end - c.ctx_start for c in chunks)
 
@@ -158,9 +161,12 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
     options = storage_options or {}
     inputs = storage.list_videos(input_spec, options)
     inputs = list({item.source: item for item in inputs}.values())
+    from nhance_batch.estimate.known_rate import known_enhancer_rate
+
+    mpx_s = known_enhancer_rate(model).mpx_s
     videos, work = [], []
     for item in inputs:
-        plan, usable = _plan_video(item, options, chunk, encode, limits)
+        plan, usable = _plan_video(item, options, chunk, encode, limits, mpx_s)
         videos.append(plan)
         if usable is not None:
             work.append(usable)
@@ -196,7 +202,8 @@ def _gpu_kinds(table: RateTable, gpu_kind: str | None) -> list[str]:
 
 
 def _plan_video(item: StoredVideo, options: dict, chunk: ChunkConfig, encode: EncodeConfig,
-                limits: LimitsConfig) -> tuple[VideoPlan, _Work | None]:
+                limits: LimitsConfig,
+                mpx_s: float | None = None) -> tuple[VideoPlan, _Work | None]:
     """One input's plan, and its work when the run could process it (None: it would fail,
     and the plan says why)."""
     from nhance_batch.media import output_container
@@ -215,7 +222,7 @@ def _plan_video(item: StoredVideo, options: dict, chunk: ChunkConfig, encode: En
                       f"({type(exc).__name__}: {exc})")
         return plan, None
     plan.frames, plan.width, plan.height = info.frame_count, info.width, info.height
-    plan.chunk_frames, plan.chunks, plan.enhanced_frames = video_work(info, chunk)
+    plan.chunk_frames, plan.chunks, plan.enhanced_frames = video_work(info, chunk, mpx_s)
     pixels = info.width * info.height
     plan.tflop = round(plan.enhanced_frames * pixels * FLOPS_PER_PIXEL / 1e12, 6)
     if not encode.lossless:

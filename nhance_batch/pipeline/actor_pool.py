@@ -42,23 +42,49 @@ PING_INTERVAL_S = 1.0
 ACTOR_MAX_RESTARTS = 3
 #: Chunks an actor holds that it has not finished enhancing (one running, one queued).
 MAX_CHUNKS_PER_ACTOR = 2
+#: The actors' concurrency group of ``progress`` calls, answered while a chunk is enhanced.
+PROGRESS_GROUP = "progress"
 
 STARTING, READY, UNAVAILABLE = "starting", "ready", "unavailable"
 
 
 class _EnhancerActor:
-    """Holds one EnhanceStage; created with ``ray.remote`` options by the pool."""
+    """Holds one EnhanceStage; created with ``ray.remote`` options by the pool.
+
+    ``process`` runs one chunk at a time (Ray's default concurrency group, one thread);
+    ``progress`` answers in the :data:`PROGRESS_GROUP` group's own thread meanwhile.
+    """
 
     def __init__(self, model: ModelConfig) -> None:
         logs.configure()  # quiet unless the driver is verbose (its runtime_env says which)
         self.stage = stages.EnhanceStage(model)
         self.stage.setup()
+        self._current: tuple[tuple[int, int, int], int, float] | None = None
 
     def ready(self) -> bool:
         return True
 
     def process(self, task: stages.ChunkTask, decoded: Any) -> Any:
-        return self.stage.process(task, decoded)
+        key = (task.video, task.chunk.index, task.attempt)
+        started = time.perf_counter()
+        self._current = (key, 0, started)
+
+        def on_frames(frames: int) -> None:
+            self._current = (key, frames, started)
+
+        try:
+            return self.stage.process(task, decoded, on_frames)
+        finally:
+            self._current = None
+
+    def progress(self) -> tuple[tuple[int, int, int], int, float] | None:
+        """The chunk being enhanced, ``((video, index, attempt), own frames enhanced so far,
+        seconds since it started)``; None when idle."""
+        current = self._current
+        if current is None:
+            return None
+        key, frames, started = current
+        return key, frames, time.perf_counter() - started
 
 
 @dataclass(eq=False)
@@ -120,6 +146,7 @@ class ActorPool:
         # failure the driver redoes) instead of waiting for a restart that may never find a GPU.
         self._actor_class = ray.remote(max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0,
                                        runtime_env={"env_vars": logs.worker_env()},
+                                       concurrency_groups={PROGRESS_GROUP: 1},
                                        **options)(_EnhancerActor)
         self._base_count = count
         for _ in range(count):

@@ -53,14 +53,18 @@ class BusyMeter:
         if record is not None and record.until is None:
             record.until = self._clock()
 
-    def snapshot(self) -> dict:
+    def snapshot(self, running: dict[str, float] | None = None) -> dict:
         """``{"overall": share or None, "busy_s", "wall_s", "actors": [{"actor", "busy_s",
-        "wall_s", "share", "chunks"}]}``; shares are None before any wall time passed."""
+        "wall_s", "share", "chunks"}]}``; shares are None before any wall time passed.
+        ``running``: per actor, the seconds it has computed so far on chunks not yet added
+        (the chunk in progress), so that the share covers them too."""
         now = self._clock()
+        running = running or {}
         actors, busy_total, wall_total = [], 0.0, 0.0
         for name, record in self._actors.items():
             wall = max(0.0, (record.until if record.until is not None else now) - record.since)
-            busy = min(record.busy, wall) if wall > 0 else record.busy
+            busy = record.busy + max(0.0, running.get(name, 0.0))
+            busy = min(busy, wall) if wall > 0 else busy
             busy_total += busy
             wall_total += wall
             actors.append({"actor": name, "busy_s": round(busy, 3), "wall_s": round(wall, 3),

@@ -1,8 +1,9 @@
 """The driver: list the inputs, check where outputs go, take the lease, and run the job.
 
 :class:`Driver` is one invocation of a job (a "run"): it lists the inputs, refuses a job that
-would write among its sources, holds the output's lease, opens the job's state, matches the
-inputs with it (what is finished and still verifies is skipped) and hands the work to a
+would write among its sources, holds the output's lease, opens the job's state, records runs
+that a dead driver left running as interrupted, matches the inputs with the state (what is
+finished and still verifies is skipped), says what it found, and hands the work to a
 :class:`~nhance_batch.pipeline.scheduler.Scheduler`.
 """
 
@@ -20,9 +21,10 @@ from nhance_batch.pipeline.outputs import OutputNames, check_output_safe, unsafe
 from nhance_batch.pipeline.progress import NullReporter, Reporter
 from nhance_batch.pipeline.scheduler import HeldLease, Scheduler
 from nhance_batch.pipeline.summary import JobSummary
-from nhance_batch.state.jobstate import JobState, job_settings
+from nhance_batch.state.jobstate import JobState, job_extras, job_settings
 from nhance_batch.state.layout import JobLayout
-from nhance_batch.state.manifest import DONE, FAILED, PENDING, RUNNING, ChunkRecord, VideoRecord
+from nhance_batch.state.manifest import (DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
+                                         ChunkRecord, RunRecord, VideoRecord)
 
 
 def list_inputs(layout: JobLayout) -> list[storage.StoredVideo]:
@@ -93,16 +95,17 @@ class Driver:
 
     def _run(self, lease: HeldLease, inputs: list[storage.StoredVideo]) -> JobSummary:
         state = JobState.open(self.layout, job_settings(self.config), force=self.force,
-                              extras={"previews": self.config.previews},
-                              lease=lease)
+                              extras=job_extras(self.config), lease=lease)
         names = OutputNames(item.relative for item in inputs)
+        found = self.take_over(state)
         todo = self.reconcile(state, inputs, names)
+        self.tell_resume(state, todo, found)
         run = state.new_run(socket.gethostname(), os.getpid())
         state.flush(compact=True)
         scheduler = Scheduler(self.config, self.layout, self.executor, state, run, todo, names,
                               reporter=self.reporter, lease=lease, keep_parts=self.keep_parts,
                               cancel=self.cancel)
-        status = "interrupted"
+        status = INTERRUPTED
         try:
             status = scheduler.execute()
         finally:
@@ -116,6 +119,34 @@ class Driver:
                 state.flush(compact=True)
             self.reporter.stop()
         return scheduler.summary(status)
+
+    def take_over(self, state: JobState) -> list[RunRecord]:
+        """Runs the manifest still holds as running: their drivers are gone (this driver holds
+        the lease), so they are recorded as interrupted; returned for :meth:`tell_resume`."""
+        stopped = [run for run in state.manifest.runs if run.status == RUNNING]
+        for run in stopped:
+            run.status = INTERRUPTED
+        return stopped
+
+    def tell_resume(self, state: JobState, todo: dict[int, VideoRecord],
+                    stopped: list[RunRecord]) -> None:
+        """Say what this run found of earlier runs: a driver that died, videos done, chunks
+        it will reuse."""
+        if not state.manifest.runs:
+            return
+        done = sum(v.status == DONE for i, v in enumerate(state.manifest.videos)
+                   if i not in todo)
+        reused = sum(c.status == DONE for v in todo.values() for c in v.chunks)
+        if stopped:
+            last = stopped[-1]
+            where = f"pid {last.pid}" + (f" on {last.host}" if last.host != socket.gethostname()
+                                         else "")
+            whose = "a driver it forced out" if self.force else "a dead driver"
+            opening = f"took over from {whose} ({where}, run {last.run})"
+        else:
+            opening = f"resuming after run {max(r.run for r in state.manifest.runs)}"
+        self.reporter.note(f"{opening}: {done} video(s) done, {reused} chunk(s) reused, "
+                           f"{len(todo)} video(s) to do")
 
     def reconcile(self, state: JobState, inputs: list[storage.StoredVideo],
                   names: OutputNames) -> dict[int, VideoRecord]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
@@ -26,14 +27,22 @@ class Executor(Protocol):
     """What the driver needs from an executor.
 
     ``workers`` and ``cpus`` bound the work the scheduler keeps in flight; ``busy`` is the
-    enhancer's busy share so far (a :meth:`~nhance_batch.pipeline.busy.BusyMeter.snapshot`),
-    recorded in the run and shown on the live line.
+    enhancer's busy share so far (a :meth:`~nhance_batch.pipeline.busy.BusyMeter.snapshot`,
+    the chunks being enhanced included), recorded in the run and shown on the live line.
+    ``enhancing`` tells, per ``(video, chunk index)`` submitted and not yet returned by
+    :meth:`wait`, the chunk's own frames enhanced so far and the seconds its enhancer has
+    computed on it. ``listen`` registers a callback that an executor which runs chunks in the
+    driver's own thread calls after each forward pass (others never call it: the driver
+    reads ``enhancing`` in its loop).
     """
 
     def start(self) -> None: ...
     def workers(self) -> int: ...
     def cpus(self) -> int: ...
+    def gpu_kind(self) -> str | None: ...
     def busy(self) -> dict: ...
+    def enhancing(self) -> dict[tuple[int, int], tuple[int, float]]: ...
+    def listen(self, callback: Callable[[], None]) -> None: ...
     def submit_probe(self, task: stages.ProbeTask) -> Any: ...
     def submit_chunk(self, task: stages.ChunkTask) -> Any: ...
     def submit_assemble(self, task: stages.AssembleTask) -> Any: ...
@@ -51,6 +60,9 @@ class SequentialExecutor:
         self.busy_meter = BusyMeter()
         self._queue: OrderedDict[int, Callable[[], Any]] = OrderedDict()
         self._ids = itertools.count()
+        self._enhancing: dict[tuple[int, int], tuple[int, float]] = {}
+        self._computing: float = 0.0  # seconds of the chunk being enhanced, not yet added
+        self._listener: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._enhance.setup()
@@ -63,9 +75,19 @@ class SequentialExecutor:
         """This machine's CPUs."""
         return os.cpu_count() or 1
 
+    def gpu_kind(self) -> str | None:
+        """None: the enhancer's rate is looked up for this machine's CPU."""
+        return None
+
     def busy(self) -> dict:
         """The enhancer's busy share: its compute over this process's time since setup."""
-        return self.busy_meter.snapshot()
+        return self.busy_meter.snapshot({"local": self._computing})
+
+    def enhancing(self) -> dict[tuple[int, int], tuple[int, float]]:
+        return dict(self._enhancing)
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listener = callback
 
     def _submit(self, job: Callable[[], Any]) -> int:
         handle = next(self._ids)
@@ -76,9 +98,24 @@ class SequentialExecutor:
         return self._submit(lambda: stages.probe_stage(task))
 
     def submit_chunk(self, task: stages.ChunkTask) -> int:
+        key = (task.video, task.chunk.index)
+
+        def on_frames(frames: int, started: float) -> None:
+            self._computing = time.perf_counter() - started
+            self._enhancing[key] = (frames, self._computing)
+            if self._listener is not None:
+                self._listener()
+
         def run() -> stages.ChunkResult:
             decoded = stages.decode_stage(task)
-            result = stages.encode_stage(task, self._enhance.process(task, decoded))
+            started = time.perf_counter()
+            try:
+                enhanced = self._enhance.process(
+                    task, decoded, lambda frames: on_frames(frames, started))
+            finally:
+                self._computing = 0.0
+                self._enhancing.pop(key, None)
+            result = stages.encode_stage(task, enhanced)
             if result.ok and "enhance" in result.seconds:
                 self.busy_meter.add("local", result.seconds["enhance"])
             return result

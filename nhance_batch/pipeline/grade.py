@@ -17,6 +17,8 @@ Then:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from nhance_batch.model.colour import HDR_TRANSFERS
@@ -36,8 +38,8 @@ def output_dtype(frames: np.ndarray, transfer: int | None, hdr: str) -> type:
 
 
 def enhance_chunk(enhancer, frames: np.ndarray, own: slice, radius: int, *,
-                  transfer: int | None = None, hdr: str = "keep",
-                  strength: float = 1.0) -> TemporalResult:
+                  transfer: int | None = None, hdr: str = "keep", strength: float = 1.0,
+                  on_frames: Callable[[int], None] | None = None) -> TemporalResult:
     """Enhance and stabilise a chunk; its own frames come back ready to encode.
 
     Args:
@@ -48,14 +50,18 @@ def enhance_chunk(enhancer, frames: np.ndarray, own: slice, radius: int, *,
         transfer: the source's transfer (FFmpeg enum); PQ and HLG go through the SDR domain.
         hdr: ``keep`` or ``sdr`` (what an HDR source becomes).
         strength: 0 to 1, the share of the enhancement kept.
+        on_frames: told after each forward pass how many of the chunk's own frames are
+            enhanced so far (in proportion to the frames passed, context included).
     """
     transfer = hdr_transfer(transfer)
     dtype = output_dtype(frames, transfer, hdr)
     own = slice(*own.indices(len(frames))[:2])
     stabiliser = ChunkStabiliser(frames, own, radius, dtype=dtype)
+    count = _progress_counter(on_frames, own.stop - own.start, len(frames))
     if transfer is None:
         for first, y in enhancer.batches(frames, as_float=True):
             stabiliser.add(first, y)
+            count(first + len(y))
         if strength == 1.0:
             return stabiliser.result()
         return stabiliser.result(lambda t, y: blend(frames[t:t + 1], y, strength))
@@ -64,6 +70,7 @@ def enhance_chunk(enhancer, frames: np.ndarray, own: slice, radius: int, *,
                                             np.float32)
     for first, (rendition, y) in enhancer.hdr_batches(frames, transfer):
         stabiliser.add(first, y, inputs=rendition)
+        count(first + len(y))
         lo, hi = max(first, own.start), min(first + len(y), own.stop)
         if renditions is not None and lo < hi:  # the ``sdr`` output blends with them
             renditions[lo - own.start:hi - own.start] = rendition[lo - first:hi - first]
@@ -72,6 +79,14 @@ def enhance_chunk(enhancer, frames: np.ndarray, own: slice, radius: int, *,
             renditions[t - own.start:t - own.start + 1], y, strength, dtype))
     return stabiliser.result(
         lambda t, y: enhancer.restore(frames[t:t + 1], y, transfer, strength))
+
+
+def _progress_counter(on_frames: Callable[[int], None] | None, own_frames: int,
+                      total: int) -> Callable[[int], None]:
+    """``passed`` frames of ``total`` through the model, told as own frames done."""
+    if on_frames is None:
+        return lambda passed: None
+    return lambda passed: on_frames(passed * own_frames // total)
 
 
 def blend(frames: np.ndarray, outputs: np.ndarray, strength: float) -> np.ndarray:

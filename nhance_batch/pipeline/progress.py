@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -10,13 +9,18 @@ if TYPE_CHECKING:
 
 
 class Reporter(Protocol):
-    """What the driver tells about its progress."""
+    """What the driver tells about its progress: frames to do (``add_total``), frames
+    committed (``advance``: reused or encoded chunks), frames enhanced so far, committed or
+    not (``enhanced``), the rate and ETA (``pace``), and lines to show (``note``)."""
 
     def start(self, videos: int) -> None: ...
     def add_total(self, frames: int) -> None: ...
     def advance(self, frames: int) -> None: ...
+    def enhanced(self, frames: int) -> None: ...
+    def pace(self, fps: float | None, eta_s: float | None) -> None: ...
     def video_finished(self, ok: bool) -> None: ...
     def enhancer_busy(self, share: float | None) -> None: ...
+    def note(self, text: str) -> None: ...
     def refresh(self) -> None: ...
     def stop(self) -> None: ...
 
@@ -26,6 +30,10 @@ class NullReporter:
 
     def __init__(self) -> None:
         self.videos = self.total = self.done = self.videos_done = self.videos_failed = 0
+        self.frames_enhanced = 0
+        self.fps: float | None = None
+        self.eta_s: float | None = None
+        self.notes: list[str] = []
 
     def start(self, videos: int) -> None:
         self.videos = videos
@@ -36,6 +44,12 @@ class NullReporter:
     def advance(self, frames: int) -> None:
         self.done += frames
 
+    def enhanced(self, frames: int) -> None:
+        self.frames_enhanced = frames
+
+    def pace(self, fps: float | None, eta_s: float | None) -> None:
+        self.fps, self.eta_s = fps, eta_s
+
     def video_finished(self, ok: bool) -> None:
         if ok:
             self.videos_done += 1
@@ -45,6 +59,9 @@ class NullReporter:
     def enhancer_busy(self, share: float | None) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
     def refresh(self) -> None:
         pass
 
@@ -52,47 +69,63 @@ class NullReporter:
         pass
 
 
+def clock_text(seconds: float | None) -> str:
+    """``h:mm:ss`` (or ``m:ss`` under an hour); ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    whole = int(round(max(0.0, seconds)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 class RichReporter(NullReporter):
-    """A live bar on stderr: frames done/total, frames/s, ETA, videos done/failed."""
+    """A live bar on stderr: frames enhanced (the bar) and committed, of the total; frames/s;
+    ETA; elapsed time; videos done/failed; the enhancer's busy share."""
 
     def __init__(self, console=None) -> None:
         super().__init__()
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console or Console(stderr=True)
         self._progress = Progress(
-            TextColumn("[bold]frames"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:.2f} fps"), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("[bold]frames"), BarColumn(),
+            TextColumn("enhanced {task.completed:.0f}/{task.fields[frames_total]}, committed "
+                       "{task.fields[committed]}"),
+            TextColumn("{task.fields[fps]} fps"), TextColumn("ETA {task.fields[eta]}"),
             TimeElapsedColumn(), TextColumn("{task.fields[videos]}"),
             TextColumn("{task.fields[busy]}"),
             console=self.console, transient=False)
         self._busy = ""
         self._task = None
-        self._t0 = time.monotonic()
 
     def _videos(self) -> str:
         return f"videos {self.videos_done}/{self.videos} done, {self.videos_failed} failed"
 
+    def _fields(self) -> dict:
+        return {"frames_total": self.total or "?", "committed": self.done,
+                "fps": "?" if self.fps is None else f"{self.fps:.2f}",
+                "eta": clock_text(self.eta_s), "videos": self._videos(), "busy": self._busy}
+
     def start(self, videos: int) -> None:
         super().start(videos)
-        self._t0 = time.monotonic()
         self._progress.start()
-        self._task = self._progress.add_task("frames", total=None, fps=0.0,
-                                             videos=self._videos(), busy=self._busy)
+        self._task = self._progress.add_task("frames", total=None, **self._fields())
 
     def refresh(self) -> None:
         if self._task is None:
             return
-        elapsed = time.monotonic() - self._t0
-        self._progress.update(self._task, completed=self.done, total=self.total or None,
-                              fps=self.done / elapsed if elapsed > 0 else 0.0,
-                              videos=self._videos(), busy=self._busy)
+        self._progress.update(self._task, completed=max(self.frames_enhanced, self.done),
+                              total=self.total or None, **self._fields())
 
     def enhancer_busy(self, share: float | None) -> None:
         """The enhancer's busy share so far (shown after the video counts)."""
         self._busy = "" if share is None else f"enhancer busy {share:.0%}"
+
+    def note(self, text: str) -> None:
+        super().note(text)
+        self.console.print(text, markup=False, highlight=False)
 
     def stop(self) -> None:
         self.refresh()

@@ -19,7 +19,9 @@ not yet enhanced; the rest wait here and go to whichever actor frees up first. W
 dies, chunks that were on it come back as retriable failures and the driver redoes them (its
 manifest covers what Ray cannot recover). Chunks submitted while no actor is available wait
 here (their decode already running) and are sent as soon as one is
-(:meth:`RayExecutor.maintain`, called from :meth:`RayExecutor.wait`).
+(:meth:`RayExecutor.maintain`, called from :meth:`RayExecutor.wait`). The same loop asks each
+actor that holds chunks, every :data:`PROGRESS_POLL_S`, how many frames of its chunk it has
+enhanced (:meth:`RayExecutor.enhancing`: the live progress line, the busy share).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 
 from nhance_batch.config import ClusterConfig, ModelConfig
 from nhance_batch.pipeline import ray_session, stages
-from nhance_batch.pipeline.actor_pool import MAX_CHUNKS_PER_ACTOR, ActorPool, Slot
+from nhance_batch.pipeline.actor_pool import (MAX_CHUNKS_PER_ACTOR, PROGRESS_GROUP, ActorPool,
+                                              Slot)
 # re-exported: `submit` and the cluster tests reach the token check through this module
 from nhance_batch.pipeline.ray_session import enable_token_auth_if_available  # noqa: F401
 
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 STARVED_WARN_S = 30.0
 #: Most warm-up tasks sent at start (one per CPU of the cluster, up to this).
 WARM_UP_TASKS = 16
+#: Seconds between asking a busy actor how far it is in its chunk.
+PROGRESS_POLL_S = 0.5
 
 
 def _remote_functions(decode=None, encode=None):
@@ -65,7 +70,7 @@ class _ChunkHandle:
     """The driver's handle of one chunk: its decode, and the Ray chain once an actor has it."""
 
     __slots__ = ("task", "decoded", "enhanced", "ref", "slot", "submitted", "decode_done",
-                 "encode_since")
+                 "encode_since", "frames", "seconds")
 
     def __init__(self, task: stages.ChunkTask, decoded: Any) -> None:
         self.task, self.decoded = task, decoded
@@ -75,6 +80,8 @@ class _ChunkHandle:
         self.submitted = time.monotonic()   # the decode task's clock starts here
         self.decode_done = False
         self.encode_since: float | None = None  # the encode task's clock: enhancing ended
+        self.frames = 0      # own frames enhanced so far, as the actor last told
+        self.seconds = 0.0   # seconds the actor has computed on it so far
 
 
 def _is_actor_error(exc: BaseException) -> bool:
@@ -107,6 +114,9 @@ class RayExecutor:
         self._starved_since: float | None = None
         self._last_starved_warn = 0.0
         self._cpus = os.cpu_count() or 1
+        self._gpu_kind: str | None = None
+        self._polls: dict[Slot, Any] = {}  # outstanding progress calls, per actor
+        self._last_poll = 0.0
 
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +129,9 @@ class RayExecutor:
         resources = ray.cluster_resources()
         self._cpus = int(resources.get("CPU", os.cpu_count() or 1))
         self.pool.start(self._cpus, resources.get("GPU", 0.0))
+        self._gpu_kind = next((key.split(":", 1)[1] for key in resources
+                               if key.startswith("accelerator_type:")), "GPU") \
+            if self.pool.gpu_mode else None
         # The actors load the model meanwhile: chunks wait for the first one ready (maintain).
         # With GPUs, idle CPUs import the media stack meanwhile (a task runs to its end
         # whether or not its result is kept); CPU actors need every core for their own start.
@@ -135,6 +148,7 @@ class RayExecutor:
         self._collect_enhanced()
         self.pool.maintain()
         self._dispatch_deferred()
+        self._poll_progress()
 
     # -- chunks and actors ---------------------------------------------------------------
     def _dispatch(self, handle: _ChunkHandle) -> bool:
@@ -152,6 +166,7 @@ class RayExecutor:
         """The actor is done with ``handle``'s chunk (enhanced, or failed): one less load."""
         if handle.enhanced is not None:
             handle.enhanced = None
+            handle.frames = handle.task.chunk.size
             handle.decode_done = True
             handle.encode_since = time.monotonic()
             if handle.slot is not None:
@@ -170,6 +185,48 @@ class RayExecutor:
             for handle in self._by_ref.values():
                 if handle.enhanced is not None and handle.enhanced in done:
                     self._release(handle)
+
+    def _poll_progress(self) -> None:
+        """Read the answers of the actors' progress calls into their chunks' handles, and
+        ask the actors that hold chunks again (every :data:`PROGRESS_POLL_S`)."""
+        import ray
+
+        if self._polls:
+            done, _ = ray.wait(list(self._polls.values()), num_returns=len(self._polls),
+                               timeout=0, fetch_local=True)
+            done = set(done)
+            for slot, ref in list(self._polls.items()):
+                if ref in done:
+                    del self._polls[slot]
+                    with contextlib.suppress(ray.exceptions.RayError):
+                        self._note_progress(slot, ray.get(ref))
+        now = time.monotonic()
+        if now - self._last_poll < PROGRESS_POLL_S:
+            return
+        self._last_poll = now
+        for slot in self.pool.slots:
+            if slot.load > 0 and slot not in self._polls:
+                self._polls[slot] = slot.actor.progress.options(
+                    concurrency_group=PROGRESS_GROUP).remote()
+
+    def _note_progress(self, slot: Slot, answer: Any) -> None:
+        if answer is None:
+            return
+        (video, index, attempt), frames, seconds = answer
+        for handle in self._by_ref.values():
+            task = handle.task
+            if handle.slot is slot and handle.enhanced is not None and \
+                    (task.video, task.chunk.index, task.attempt) == (video, index, attempt):
+                handle.frames, handle.seconds = frames, seconds
+
+    def enhancing(self) -> dict[tuple[int, int], tuple[int, float]]:
+        """Per chunk sent to an actor and not yet returned: own frames enhanced so far (all
+        of them once its actor is done with it) and the actor's seconds on it."""
+        return {(h.task.video, h.task.chunk.index): (h.frames, h.seconds)
+                for h in self._by_ref.values()}
+
+    def listen(self, callback: Any) -> None:
+        """Nothing to call back: the driver reads :meth:`enhancing` in its loop."""
 
     def _dispatch_deferred(self) -> None:
         while self._deferred and self._dispatch(self._deferred[0]):
@@ -288,8 +345,19 @@ class RayExecutor:
         return out
 
     def busy(self) -> dict:
-        """The enhancer actors' busy share (:meth:`BusyMeter.snapshot`)."""
-        return self.pool.busy_meter.snapshot()
+        """The enhancer actors' busy share (:meth:`BusyMeter.snapshot`), with the seconds
+        they computed so far on chunks whose result has not come back yet."""
+        running: dict[str, float] = {}
+        for handle in self._by_ref.values():
+            if handle.slot is not None and handle.seconds > 0:
+                name = handle.slot.name
+                running[name] = running.get(name, 0.0) + handle.seconds
+        return self.pool.busy_meter.snapshot(running)
+
+    def gpu_kind(self) -> str | None:
+        """The GPUs' kind as Ray labels them (``H100``...; ``GPU`` when unlabelled); None on
+        CPU actors."""
+        return self._gpu_kind
 
     def cpus(self) -> int:
         """CPUs of the cluster when the executor started (bounds the chunks in flight)."""
@@ -299,6 +367,7 @@ class RayExecutor:
         self.pool.shutdown()
         self._deferred = []
         self._by_ref = {}
+        self._polls = {}
         if self._started_ray:
             ray_session.disconnect()
 

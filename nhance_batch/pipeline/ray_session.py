@@ -2,8 +2,10 @@
 
 :func:`connect` joins the cluster at ``--address`` or ``RAY_ADDRESS`` (with token
 authentication where a token is available), or starts a new embedded local instance sized to
-the job; :func:`disconnect` ends what :func:`connect` started, fast. Nothing here knows about
-stages or actors.
+the job; :func:`disconnect` ends what :func:`connect` started, fast. An embedded instance's
+processes end with the driver however it ends, and those a dead driver left are ended
+before a new instance starts (:mod:`~nhance_batch.pipeline.ray_reaper`). Nothing here knows
+about stages or actors.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 from nhance_batch.config import ClusterConfig
 
 log = logging.getLogger(__name__)
+
+_watcher = None  # the embedded instance's watcher process (ray_reaper.watch)
 
 
 def enable_token_auth_if_available() -> None:
@@ -59,6 +63,7 @@ def connect(cluster: ClusterConfig, chunks_in_flight: int) -> bool:
         enable_token_auth_if_available()
         ray.init(address=address, log_to_driver=True, **ray_init_options())
     else:
+        _reap_dead_sessions()
         # "local": always a new embedded instance, never a cluster found on the machine;
         # no dashboard unless asked (ClusterConfig.dashboard, `run --dashboard`); an
         # object store sized to the work a job keeps in flight, not to the machine
@@ -67,15 +72,50 @@ def connect(cluster: ClusterConfig, chunks_in_flight: int) -> bool:
                  object_store_memory=local_object_store_bytes(chunks_in_flight),
                  _node_ip_address="127.0.0.1",
                  **ray_init_options(dashboard=bool(cluster.dashboard)))
+        _watch_session()
     return True
 
 
+def _reap_dead_sessions() -> None:
+    """End what embedded instances of dead drivers left on this machine (logged)."""
+    from nhance_batch.pipeline.ray_reaper import reap_dead_sessions
+
+    try:
+        ended = reap_dead_sessions()
+    except Exception as exc:  # noqa: BLE001 - a courtesy: never stops a run
+        log.debug("leftover Ray processes not checked: %s", exc)
+        return
+    if ended:
+        log.warning("ended %d Ray process(es) left by a driver that died", ended)
+
+
+def _watch_session() -> None:
+    """Start the watcher that ends this instance's processes when this driver ends."""
+    global _watcher
+    from nhance_batch.pipeline.ray_reaper import watch
+
+    try:
+        import ray
+
+        session_dir = ray._private.worker._global_node.get_session_dir_path()
+        _watcher = watch(session_dir)
+    except Exception as exc:  # noqa: BLE001 - private API: without it, Ray's own cleanup
+        log.debug("no watcher for the embedded Ray: %s", exc)
+
+
 def disconnect() -> None:
-    """End the Ray instance this process started (its autoscaler monitor first)."""
+    """End the Ray instance this process started (its autoscaler monitor first), and its
+    watcher."""
+    global _watcher
     import ray
 
     stop_autoscaler_monitor()
     ray.shutdown()
+    if _watcher is not None:
+        from nhance_batch.pipeline.ray_reaper import unwatch
+
+        unwatch(_watcher)
+        _watcher = None
 
 
 def stop_autoscaler_monitor() -> bool:

@@ -22,12 +22,14 @@ from nhance_batch import storage
 from nhance_batch.config import RunConfig
 from nhance_batch.pipeline import stages
 from nhance_batch.pipeline.executor import Executor
+from nhance_batch.pipeline.pace import Pace
 from nhance_batch.pipeline.outputs import OutputNames
 from nhance_batch.pipeline.progress import Reporter
 from nhance_batch.pipeline.summary import (JobSummary, StageTotals, VideoSummary, merge_enhancer,
                                            rate, size_ratio)
 from nhance_batch.state.jobstate import JobState
 from nhance_batch.state.layout import JobLayout
+from nhance_batch.state.live import WRITE_INTERVAL_S, LiveRecord, write_live
 from nhance_batch.state.manifest import (DONE, FAILED, RUNNING, ChunkRecord, Gains, RunRecord,
                                          VideoRecord)
 
@@ -104,6 +106,13 @@ class Scheduler:
         self.skipped = 0
         self.frames_committed = 0
         self.progress: list[tuple[float, int]] = []
+        self.known_rates: dict[Any, Any] = {}  # KnownRate per GPU kind and frame size
+        self.frames_reused = 0  # own frames of chunks committed by earlier runs
+        self.frames_total = 0  # frames of the videos probed
+        self.planned_seconds = 0.0  # their enhancer seconds at the known rates
+        self.pace = Pace()
+        self._live_written = float("-inf")
+        executor.listen(self.on_enhancing)
 
     # -- helpers -----------------------------------------------------------------------
     def source(self, video: VideoRecord) -> stages.Source:
@@ -152,6 +161,9 @@ class Scheduler:
         video.status = RUNNING
         self.video_started[vid] = time.monotonic()
         self.reporter.add_total(video.frames)
+        self.frames_total += video.frames
+        rate = self.worker_rate(info.width, info.height) * max(1, self.executor.workers())
+        self.planned_seconds += video.frames * info.width * info.height / (rate * 1e6)
         self.state.video_changed(video)
         self.queue_chunks(vid)
 
@@ -178,18 +190,36 @@ class Scheduler:
         return plan
 
     def cut_chunks(self, video: VideoRecord, info: Any) -> None:
-        """Cut ``video`` into chunks, keeping the recorded chunks when they still fit."""
+        """Cut ``video`` into chunks. A recorded plan for the same frames and overlap is kept
+        when chunks are sized by time (the rate measured now may differ from the one that
+        cut them; re-cutting would throw their committed work away), or when its size is the
+        one forced by ``--chunk-frames``."""
         chunking = self.config.chunk
-        chunk_frames = chunking.frames_for(info.width, info.height)
         if (video.chunks and video.frames == info.frame_count
-                and video.chunk_frames == chunk_frames and video.overlap == chunking.overlap):
+                and video.overlap == chunking.overlap
+                and (not chunking.chunk_frames or video.chunk_frames == chunking.chunk_frames)):
             return
         from nhance_batch.media import plan_chunks
 
+        chunk_frames = chunking.frames_for(info.width, info.height,
+                                           self.worker_rate(info.width, info.height))
         video.frames = info.frame_count
         video.chunk_frames, video.overlap = chunk_frames, chunking.overlap
         video.chunks = [ChunkRecord(c.index, c.start, c.end, c.ctx_start, c.ctx_end)
                         for c in plan_chunks(info.frame_count, chunk_frames, chunking.overlap)]
+
+    def worker_rate(self, width: int, height: int) -> float:
+        """One enhancer worker's megapixels per second, as known before any chunk ran
+        (:func:`~nhance_batch.estimate.known_rate.known_enhancer_rate`)."""
+        from nhance_batch.estimate.known_rate import known_enhancer_rate
+
+        kind = self.executor.gpu_kind()
+        key = (kind, width, height) if kind else None
+        if key not in self.known_rates:
+            self.known_rates[key] = known_enhancer_rate(
+                self.config.model, cpu_workers=max(1, self.executor.workers()), gpu_kind=kind,
+                width=width, height=height)
+        return self.known_rates[key].mpx_s
 
     def chunk_task(self, vid: int, chunk: ChunkRecord) -> stages.ChunkTask:
         """The task of one chunk: its own slice of the timestamps, where its part goes."""
@@ -209,6 +239,7 @@ class Scheduler:
         for chunk in video.chunks:
             if chunk.status == DONE:
                 self.skipped += 1
+                self.frames_reused += chunk.end - chunk.start
                 self.reporter.advance(chunk.end - chunk.start)
                 continue
             self.chunk_queue.append(self.chunk_task(vid, chunk))
@@ -365,6 +396,7 @@ class Scheduler:
             for handle, result in self.executor.wait(list(self.in_flight), timeout=0.5):
                 self.handle(handle, result)
             self.note_busy()
+            self.note_progress()
             self.state.maybe_flush()
             self.reporter.refresh()
         return FAILED if any(v.status == FAILED for v in self.videos.values()) else DONE
@@ -373,6 +405,37 @@ class Scheduler:
         """Record the enhancer's busy share in the run (status shows it) and the live line."""
         self.run.enhancer_busy = self.executor.busy()
         self.reporter.enhancer_busy(self.run.enhancer_busy.get("overall"))
+
+    def on_enhancing(self) -> None:
+        """An executor that enhances in this thread finished a forward pass."""
+        self.note_busy()
+        self.note_progress()
+        self.reporter.refresh()
+
+    def note_progress(self) -> None:
+        """Frames enhanced so far, committed or not, and the ETA: to the live line, and every
+        :data:`~nhance_batch.state.live.WRITE_INTERVAL_S` to the progress record."""
+        enhancing = []
+        for (vid, index), (frames, _) in self.executor.enhancing().items():
+            video = self.videos.get(vid)
+            if video is not None and index < len(video.chunks) \
+                    and video.chunks[index].status != DONE and frames > 0:
+                enhancing.append({"video": video.relative, "chunk": index, "frames": frames})
+        this_run = self.frames_committed + sum(e["frames"] for e in enhancing)
+        self.pace.note(this_run)
+        enhanced = self.frames_reused + this_run
+        planned = self.frames_total / self.planned_seconds if self.planned_seconds else None
+        fps, eta = self.pace.eta(self.frames_total - enhanced, planned)
+        self.reporter.enhanced(enhanced)
+        self.reporter.pace(fps, eta)
+        now = time.monotonic()
+        if now - self._live_written >= WRITE_INTERVAL_S and not self.lease.lost:
+            self._live_written = now
+            write_live(self.layout, LiveRecord(
+                self.run.run, self.state.now(), enhanced,
+                self.frames_reused + self.frames_committed, self.frames_total,
+                None if fps is None else round(fps, 4),
+                None if eta is None else round(eta, 1), enhancing))
 
     def summary(self, status: str) -> JobSummary:
         out = []
@@ -390,4 +453,5 @@ class Scheduler:
                           sum(v.frames for v in out if v.status == DONE),
                           self.computed, self.skipped, self.progress, status,
                           enhancer=self.run.enhancer, enhancer_busy=self.run.enhancer_busy,
+                          first_frame_seconds=self.pace.first_frame_seconds(),
                           notes=list(self.notes))

@@ -14,6 +14,7 @@ import time
 import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -240,7 +241,11 @@ class EnhanceStage:
         self._enhancer = Enhancer(self.model)
         self._enhancer.setup()
 
-    def process(self, task: ChunkTask, decoded: Decoded | Failure) -> Enhanced | Failure:
+    def process(self, task: ChunkTask, decoded: Decoded | Failure,
+                on_frames: Callable[[int], None] | None = None) -> Enhanced | Failure:
+        """Enhance and stabilise a decoded chunk; ``on_frames`` is told, after each forward
+        pass, how many of the chunk's own frames are enhanced so far (in proportion to the
+        frames passed, context included)."""
         if isinstance(decoded, Failure):
             return decoded
         from nhance_batch.pipeline.grade import enhance_chunk
@@ -252,7 +257,7 @@ class EnhanceStage:
         try:
             result = enhance_chunk(self._enhancer, decoded.frames, own, task.temporal_radius,
                                    transfer=task.info.color.transfer, hdr=task.encode.hdr,
-                                   strength=self.model.strength)
+                                   strength=self.model.strength, on_frames=on_frames)
         except Exception as exc:  # noqa: BLE001
             return failure("enhance", exc)
         finally:

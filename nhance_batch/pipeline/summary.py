@@ -76,7 +76,9 @@ class JobSummary:
     #: the enhancer's busy share (``BusyMeter.snapshot``): ``overall``, ``busy_s``, ``wall_s``
     #: and per actor ``actor``, ``busy_s``, ``wall_s``, ``share``, ``chunks``
     enhancer_busy: dict | None = None
-    #: notes about the run as a whole (e.g. why ``--codec auto`` found no hardware encoder)
+    #: seconds from the run's start (after the executor started) to its first enhanced frame
+    first_frame_seconds: float | None = None
+    #: notes about the run as a whole (e.g. which encoder ``--codec auto`` chose and why)
     notes: list[str] = field(default_factory=list)
     #: the job was finished and unchanged: nothing was started (``run`` is the last run's
     #: number; like every untouched video's, its chunks count neither as computed nor as

@@ -52,13 +52,21 @@ def job_settings(config: RunConfig) -> dict[str, Any]:
     }
 
 
+def job_extras(config: RunConfig) -> dict[str, Any]:
+    """Settings recorded for a resume that may differ between runs without redoing work:
+    ``previews``, and ``chunk_seconds`` (it sizes only the chunks of videos not yet cut:
+    a recorded plan is kept)."""
+    return {"previews": config.previews, "chunk_seconds": config.chunk.chunk_seconds}
+
+
 def run_config_from_settings(settings: Mapping[str, Any], *, output: str,
                              overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """The :class:`RunConfig` of a recorded job: ``settings`` is the manifest's job record
-    (:func:`job_settings` with ``input`` and ``previews``), ``overrides`` the
+    (:func:`job_settings` with ``input`` and :func:`job_extras`), ``overrides`` the
     :func:`~nhance_batch.config.run_config` keywords a resume may change (cluster, threads,
     limits, storage options). Settings that records of older versions lack take the values
-    those versions ran with (:data:`_LATER_SETTINGS`).
+    those versions ran with (:data:`_LATER_SETTINGS`; ``model_path``, ``precision`` and
+    ``chunk_seconds``: the defaults).
 
     Raises:
         nhance_batch.config.ConfigError: the record does not make a valid job.
@@ -73,6 +81,7 @@ def run_config_from_settings(settings: Mapping[str, Any], *, output: str,
         settings["input"], output, model=settings["model"],
         model_path=Path(model_path) if model_path else None,
         precision=settings.get("precision"), chunk_frames=settings["chunk_frames"],
+        chunk_seconds=settings.get("chunk_seconds"),
         overlap=settings["overlap"], temporal_radius=settings["temporal_radius"],
         lossless=lossless, previews=bool(settings.get("previews")), hdr=encode["hdr"],
         strength=_recorded(dict(settings), "strength"),

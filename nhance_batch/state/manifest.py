@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from nhance_batch.storage.objects import TEMP_MARK as _TEMP_MARK
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+#: a run whose driver stopped before the end (killed, interrupted, taken over)
+INTERRUPTED = "interrupted"
 
 
 class Gains:

@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nhance_batch.state.layout import JobLayout
-from nhance_batch.state.manifest import DONE, FAILED, ChunkRecord, Manifest, RunRecord, VideoRecord
+from nhance_batch.state.live import LiveRecord, read_live
+from nhance_batch.state.manifest import (DONE, FAILED, INTERRUPTED, ChunkRecord, Manifest,
+                                         RunRecord, VideoRecord)
 
 
 def status_document(output: str, manifest: str | None = None,
@@ -20,7 +22,9 @@ def status_document(output: str, manifest: str | None = None,
     there is no job there.
 
     Keys: those of :func:`summarize`, and ``driver_alive``. A video left ``running`` by a
-    driver that is gone shows as ``pending``.
+    driver that is gone shows as ``pending``, and its run as ``interrupted``. While the
+    driver is alive, its progress record (:mod:`nhance_batch.state.live`) adds the frames
+    enhanced in chunks not yet committed to ``progress.frames_done``, and gives the ETA.
 
     Raises:
         ManifestError: a manifest is there but cannot be read.
@@ -36,11 +40,37 @@ def status_document(output: str, manifest: str | None = None,
     report = summarize(recorded)
     alive = live_holder(layout.lease, layout.output_options) is not None
     report["driver_alive"] = alive
-    if not alive:  # a driver that died mid-run left "running" rows: nothing runs them now
+    if alive:
+        add_live(report, recorded, read_live(layout))
+    else:  # a driver that died mid-run left "running" rows: nothing runs them now
         for video in report["videos"]:
             if video["status"] == "running":
                 video["status"] = "pending"
+        for run in report["runs"]:
+            if run["status"] == "running":
+                run["status"] = INTERRUPTED
     return report
+
+
+def add_live(report: dict[str, Any], manifest: Manifest, live: LiveRecord | None,
+             now: datetime | None = None) -> None:
+    """Add a running driver's progress record to ``report``: frames enhanced in chunks the
+    manifest does not hold as done yet, and the record's ETA less the time since it was
+    written. A record of another run than the latest changes nothing."""
+    latest = _latest_run(manifest)
+    if live is None or latest is None or live.run != latest.run:
+        return
+    done = {(v.relative, c.index) for v in manifest.videos for c in v.chunks
+            if c.status == DONE}
+    extra = sum(int(e.get("frames") or 0) for e in live.enhancing
+                if (e.get("video"), e.get("chunk")) not in done)
+    progress = report["progress"]
+    progress["frames_done"] = progress["frames_committed"] + extra
+    progress["fps"] = live.fps
+    written = _parse_time(live.updated)
+    if live.eta_seconds is not None and written is not None:
+        age = ((now or datetime.now(timezone.utc)) - written).total_seconds()
+        report["eta_seconds"] = round(max(0.0, live.eta_seconds - max(0.0, age)), 1)
 
 
 def summarize(manifest: Manifest, now: datetime | None = None) -> dict[str, Any]:
@@ -107,17 +137,20 @@ def _video_entry(video: VideoRecord) -> dict[str, Any]:
     }
 
 
-def _progress(manifest: Manifest) -> dict[str, int]:
-    """Counts of videos, frames and chunks; frames done are the own frames (``end - start``)
-    of done chunks."""
+def _progress(manifest: Manifest) -> dict[str, Any]:
+    """Counts of videos, frames and chunks; frames done and committed are the own frames
+    (``end - start``) of done chunks (:func:`add_live` adds those enhanced and not yet
+    committed to ``frames_done``); ``fps``: the running driver's, else None."""
     videos = manifest.videos
+    committed = sum(_own_frames(c) for v in videos for c in v.chunks if c.status == DONE)
     return {
         "videos_total": len(videos),
         "videos_done": sum(v.status == DONE for v in videos),
         "videos_failed": sum(v.status == FAILED for v in videos),
         "frames_total": sum(v.frames or 0 for v in videos),
-        "frames_done": sum(_own_frames(c) for v in videos for c in v.chunks
-                           if c.status == DONE),
+        "frames_done": committed,
+        "frames_committed": committed,
+        "fps": None,
         "chunks_total": sum(len(v.chunks) for v in videos),
         "chunks_done": sum(c.status == DONE for v in videos for c in v.chunks),
     }

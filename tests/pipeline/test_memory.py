@@ -47,7 +47,8 @@ def test_enhance_stage_trims_after_every_chunk(monkeypatch):
     stage = stages.EnhanceStage(ModelConfig(threads=1))
     frames = np.random.default_rng(0).integers(0, 256, (6, 24, 32, 3), dtype=np.uint8)
     for chunk in plan_chunks(6, 3, 0):
-        task = SimpleNamespace(chunk=chunk, temporal_radius=0)
+        task = SimpleNamespace(chunk=chunk, temporal_radius=0, encode=SimpleNamespace(hdr="keep"),
+                               info=SimpleNamespace(color=SimpleNamespace(transfer=None)))
         decoded = stages.Decoded(frames[chunk.ctx_start:chunk.ctx_end], np.arange(3), 0.0)
         assert isinstance(stage.process(task, decoded), stages.Enhanced)
     assert len(calls) == 2

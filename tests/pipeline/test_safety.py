@@ -249,13 +249,13 @@ def test_enhance_image_refuses_a_disguised_playlist(tmp_path):
 
 
 def test_auto_chunks_shrink_to_one_frame_for_huge_frames():
-    from nhance_batch.config import auto_chunk_frames
+    from nhance_batch.config import ChunkConfig
 
-    assert auto_chunk_frames(7680, 4320, 3) == 1
-    assert auto_chunk_frames(3840, 2160, 0) < 16
+    assert ChunkConfig(overlap=3).frames_for(7680, 4320, 1000.0) == 1
+    assert ChunkConfig(overlap=0).frames_for(3840, 2160, 1000.0) < 16
     budget = 2 << 30
     for width, height in ((3840, 2160), (7680, 4320)):
-        frames = auto_chunk_frames(width, height, 3)
+        frames = ChunkConfig(overlap=3).frames_for(width, height, 1000.0)
         assert frames == 1 or (frames + 6) * width * height * 20 <= budget
 
 
