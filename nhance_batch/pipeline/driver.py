@@ -64,12 +64,14 @@ class Driver:
                  reporter: Reporter | None = None, manifest_path: str | None = None,
                  force: bool = False, keep_parts: bool = False,
                  cancel: threading.Event | None = None,
-                 inputs: list[storage.StoredVideo] | None = None) -> None:
+                 inputs: list[storage.StoredVideo] | None = None,
+                 layout: JobLayout | None = None) -> None:
         self.config = config
         self.executor = executor
         self.reporter = reporter or NullReporter()
-        self.layout = JobLayout.create(config.input, config.output, config.storage_options,
-                                       manifest=manifest_path)
+        # the caller's layout when it made one already (run_job), so it is resolved once
+        self.layout = layout or JobLayout.create(config.input, config.output,
+                                                 config.storage_options, manifest=manifest_path)
         self.force = force
         self.keep_parts = keep_parts
         self.cancel = cancel

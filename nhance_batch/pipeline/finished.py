@@ -40,8 +40,8 @@ def untouched(record: VideoRecord, fingerprint: str, output_options: dict) -> bo
 def already_done(config: RunConfig, layout: JobLayout,
                  inputs: list[storage.StoredVideo]) -> JobSummary | None:
     """The summary of a job whose every input is untouched (``already_done`` set; no chunk
-    computed or skipped, as for any untouched video), or None when a run has anything to do, or the settings
-    differ, or the state cannot be read (the run then says why)."""
+    computed or skipped, as for any untouched video), or None when a run has anything to do,
+    or the settings differ, or the state cannot be read (the run then says why)."""
     from nhance_batch.state.jobstate import job_settings, read_manifest
 
     started = time.monotonic()

@@ -13,6 +13,7 @@ import threading
 from nhance_batch.config import RunConfig
 from nhance_batch.pipeline.progress import Reporter
 from nhance_batch.pipeline.summary import JobSummary
+from nhance_batch.state.layout import JobLayout
 
 
 class ConfigurationError(RuntimeError):
@@ -76,7 +77,6 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
     from nhance_batch.model.registry import resolve
     from nhance_batch.pipeline.driver import Driver, list_inputs
     from nhance_batch.pipeline.finished import already_done
-    from nhance_batch.state.layout import JobLayout
 
     resolve(config.model.name, config.model.path)
     _check_encoder(config)
@@ -87,14 +87,14 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
     if finished is not None:
         return finished
     runner = make_executor(config, executor)
-    driver = Driver(config, runner, reporter=reporter, manifest_path=manifest, force=force,
-                    keep_parts=keep_parts, cancel=cancel, inputs=inputs)
+    driver = Driver(config, runner, reporter=reporter, force=force, keep_parts=keep_parts,
+                    cancel=cancel, inputs=inputs, layout=layout)
     try:
         runner.start()
         summary = driver.run()
     finally:
         runner.shutdown()
-    _keep_summary(config, manifest, summary)
+    _keep_summary(layout, summary)
     return summary
 
 
@@ -116,7 +116,7 @@ def _check_encoder(config: RunConfig) -> None:
         ) from None
 
 
-def _keep_summary(config: RunConfig, manifest: str | None, summary: JobSummary) -> None:
+def _keep_summary(layout: JobLayout, summary: JobSummary) -> None:
     """Write the run's summary beside the job state for the report (best effort: a store that
     refuses it costs the report its throughput curve, never the run). A run that computed
     nothing leaves the previous summary in place."""
@@ -124,10 +124,7 @@ def _keep_summary(config: RunConfig, manifest: str | None, summary: JobSummary) 
     import logging
 
     from nhance_batch import storage
-    from nhance_batch.state.layout import JobLayout
 
-    layout = JobLayout.create(config.input, config.output, config.storage_options,
-                              manifest=manifest)
     try:
         if summary.chunks_computed == 0 and storage.exists(layout.summary, layout.output_options):
             return  # a rerun with nothing to do: the run that did the work says more
