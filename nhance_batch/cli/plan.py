@@ -41,6 +41,13 @@ def _human_seconds(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def _rates(sizes: list) -> str:
+    """``0.52 Mpx/s at 256x144, 0.41 at 640x360``."""
+    parts = [f"{rate:.3f}{' Mpx/s' if i == 0 else ''} at {w}x{h}"
+             for i, (w, h, rate) in enumerate(sizes)]
+    return ", ".join(parts)
+
+
 def make_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,
               calibrate: bool = True, recalibrate: bool = False) -> JobPlan:
     """The :class:`~nhance_batch.estimate.JobPlan` of a RunConfig (calibrating when asked)."""
@@ -90,19 +97,24 @@ def print_plan(plan: JobPlan, console=None) -> None:
     cal = plan.calibration
     if cal is not None:
         how = "cached" if cal["cached"] else f"measured now in {cal['seconds']:.1f} s"
-        console.print(f"here: about {_human_seconds(total['seconds_here'])} "
-                      f"(calibration {how}: enhancer {cal['enhance_mpx_s']:.3f} Mpx/s at "
-                      f"{cal['width']}x{cal['height']}, start-up {cal['startup_s']:.1f} s, "
+        startup = sum((total["startup_here"] or {}).values())
+        console.print(f"here: about {_human_seconds(total['seconds_here'])}, start-up "
+                      f"{_human_seconds(startup)} included (calibration {how}: enhancer "
+                      f"{_rates(cal['enhance_sizes'])}, actor start {cal['startup_s']:.1f} s, "
+                      f"first call per frame size {cal['shape_s']:.1f} s, "
                       f"decode {cal['decode_mpx_s']:.1f} Mpx/s, encode "
                       f"{cal['encode_mpx_s']:.1f} Mpx/s; {cal['machine']['cpu']}, "
                       f"{cal['machine']['cores']} cores, {cal['machine']['backend']}"
                       f"{', GPU ' + cal['machine']['gpu'] if cal['machine']['gpu'] else ''})")
     for est in plan.gpu_estimates:
         encode = ("" if est["encode_seconds"] is None
-                  else f", the node's CPUs encode in {_human_seconds(est['encode_seconds'])}")
+                  else f", the nodes' CPUs encode in {_human_seconds(est['encode_seconds'])}")
         console.print(f"on {est['gpus']} x {est['kind']} ({est['precision']}): about "
-                      f"{_human_seconds(est['seconds'])} (enhancer "
-                      f"{_human_seconds(est['enhance_seconds'])}{encode}; {est['bound']}-bound)")
+                      f"{_human_seconds(est['seconds'])} (start-up "
+                      f"{_human_seconds(est['startup_seconds'])}, assumed; {est['chunks']} "
+                      f"chunks on {est['gpus_used']} GPUs, enhancer "
+                      f"{_human_seconds(est['enhance_seconds'])}{encode}; "
+                      f"{est['bound']}-bound)")
         for source in est["sources"]:
             console.print(f"  rate: {source}")
     for note in plan.notes:
