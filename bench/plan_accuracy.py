@@ -7,7 +7,8 @@ frame sizes from the sample footage (``--videos``, default ``../shared/videos``)
 user would:
 
 1. ``nhance-batch plan CLIP --json`` (the first clip calibrates, the others reuse the cached
-   calibration): ``total.seconds_here`` and ``total.output_bytes``;
+   calibration; each plan enhances a crop of its sample to measure the output's growth):
+   ``total.seconds_here`` and ``total.output_bytes``, and the plan's own wall time;
 2. ``nhance-batch run CLIP OUT --summary-json S`` with default options (the Ray executor;
    plus any given after ``--``): the whole command's wall time, the driver's (the summary's
    ``seconds``) and the output file's bytes.
@@ -90,6 +91,9 @@ def measure(env: dict, clip: Path, work: Path, run_args: list[str]) -> dict:
         "time_ratio": round(total["seconds_here"] / run_wall, 3),
         "estimate_bytes": total["output_bytes"], "actual_bytes": actual_bytes,
         "bytes_ratio": round(total["output_bytes"] / actual_bytes, 3),
+        "output_samples": total["output_samples"],
+        "stage_fps": summary.get("stage_fps"),
+        "enhancer_busy_s": (summary.get("enhancer_busy") or {}).get("busy_s"),
         "gpu": plan["total"]["seconds_per_gpu_kind"],
     }
 

@@ -61,7 +61,7 @@ def make_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,
             return load_or_calibrate(config.model, config.encode, refresh=recalibrate)
     return plan_job(config.input, model=config.model, chunk=config.chunk, encode=config.encode,
                     limits=config.limits, storage_options=config.storage_options, gpus=gpus,
-                    calibration=calibration, gpu_kind=gpu_kind)
+                    calibration=calibration, gpu_kind=gpu_kind, enhance_sample=calibrate)
 
 
 def print_plan(plan: JobPlan, console=None) -> None:

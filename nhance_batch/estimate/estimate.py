@@ -122,22 +122,13 @@ def chunk_frames_for(chunk: ChunkConfig, width: int, height: int,
     return chunk.frames_for(width, height)
 
 
-def cut_chunks(info: VideoInfo, chunk: ChunkConfig, worker_mpx_s: float | None = None):
+def driver_chunks(info: VideoInfo, chunk: ChunkConfig, worker_mpx_s: float | None = None):
     """The chunks (:class:`~nhance_batch.media.Chunk`) the driver would cut ``info``'s video
     into, on a worker of ``worker_mpx_s`` megapixels per second."""
     from nhance_batch.media import plan_chunks
 
     size = chunk_frames_for(chunk, info.width, info.height, worker_mpx_s)
     return plan_chunks(info.frame_count, size, chunk.overlap)
-
-
-def video_work(info: VideoInfo, chunk: ChunkConfig,
-               worker_mpx_s: float | None = None) -> tuple[int, int, int]:
-    """(chunk frames, chunks, frames the enhancer runs) of a probed video under the job's
-    :class:`~nhance_batch.config.ChunkConfig`, exactly as the driver plans it."""
-    chunks = cut_chunks(info, chunk, worker_mpx_s)
-    size = chunk_frames_for(chunk, info.width, info.height, worker_mpx_s)
-    return size, len(chunks), _enhanced_frames(chunks)
 
 
 def _enhanced_frames(chunks) -> int:
@@ -165,7 +156,7 @@ def _probe(item: StoredVideo, options: dict,
 def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode: EncodeConfig,
              limits: LimitsConfig, storage_options: dict | None = None, gpus: int = 1,
              calibration: CalibrationSource = None, gpu_kind: str | None = None,
-             sample_output: bool = True) -> JobPlan:
+             sample_output: bool = True, enhance_sample: bool = False) -> JobPlan:
     """Plan the job over ``input_spec`` (a file, folder, glob or store URL).
 
     Args:
@@ -175,8 +166,10 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
             a callable returning it (called only once some input is usable, so that a plan of
             broken or missing inputs measures nothing); None: no estimate for this machine.
         gpu_kind: only this kind from the rate table (None: every kind in it).
-        sample_output: estimate output sizes by encoding the first frames of the first
-            usable input (:func:`~nhance_batch.estimate.sizing.sample_size`); False: no sizes.
+        sample_output: estimate output sizes by encoding the first frames of the usable
+            inputs (:func:`~nhance_batch.estimate.sizing.sample_size`); False: no sizes.
+        enhance_sample: also run the job's enhancer on a crop of each sample, to measure how
+            much its output grows (else a typical growth is assumed).
 
     Raises:
         FileNotFoundError: ``input_spec`` names nothing.
@@ -199,9 +192,14 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
         if usable is not None:
             work.append(usable)
     notes: list[str] = []
-    samples = _sample_output(work, options, encode, notes) if sample_output else []
     if callable(calibration):
         calibration = calibration() if work else None
+    samples = []
+    if sample_output:
+        from nhance_batch.estimate.sizing import lazy_enhancer
+
+        enhance = lazy_enhancer(model) if enhance_sample else None
+        samples = _sample_output(work, options, encode, enhance, notes)
     if calibration is not None:
         _estimate_here(work, calibration)
     estimates, per_kind = _gpu_estimates(table, kinds, work, gpus, model.precision, chunk,
@@ -247,7 +245,7 @@ def _plan_video(item: StoredVideo, options: dict, chunk: ChunkConfig, encode: En
                       f"({type(exc).__name__}: {exc})")
         return plan, None
     plan.frames, plan.width, plan.height = info.frame_count, info.width, info.height
-    chunks = cut_chunks(info, chunk)
+    chunks = driver_chunks(info, chunk)
     plan.chunk_frames = chunk_frames_for(chunk, info.width, info.height, None)
     plan.chunks, plan.enhanced_frames = len(chunks), _enhanced_frames(chunks)
     plan.tflop = round(plan.enhanced_frames * info.width * info.height * FLOPS_PER_PIXEL
@@ -255,7 +253,7 @@ def _plan_video(item: StoredVideo, options: dict, chunk: ChunkConfig, encode: En
     return plan, _Work(plan, item, info, chunks)
 
 
-def _sample_output(work: list[_Work], options: dict, encode: EncodeConfig,
+def _sample_output(work: list[_Work], options: dict, encode: EncodeConfig, enhance,
                    notes: list[str]) -> list[SizeSample]:
     """Each usable video's ``output_bytes``, from a sample of its own frames for the first
     :data:`~nhance_batch.estimate.sizing.SAMPLED_VIDEOS`, and from the first sample for the
@@ -264,7 +262,7 @@ def _sample_output(work: list[_Work], options: dict, encode: EncodeConfig,
 
     samples: list[SizeSample] = []
     for item in work:
-        sample = (_sample_one(item, options, encode, notes)
+        sample = (_sample_one(item, options, encode, enhance, notes)
                   if len(samples) < SAMPLED_VIDEOS else None)
         if sample is not None:
             samples.append(sample)
@@ -276,7 +274,7 @@ def _sample_output(work: list[_Work], options: dict, encode: EncodeConfig,
     return samples
 
 
-def _sample_one(item: _Work, options: dict, encode: EncodeConfig,
+def _sample_one(item: _Work, options: dict, encode: EncodeConfig, enhance,
                 notes: list[str]) -> SizeSample | None:
     """The output-size sample of one input (None, with a note, when it fails)."""
     from nhance_batch import storage
@@ -287,7 +285,8 @@ def _sample_one(item: _Work, options: dict, encode: EncodeConfig,
     source = stages.Source(item.item.source, storage.options_for(item.item.source, options))
     try:
         with source.local() as path:
-            return sample_size(path, item.info, encode, source=item.item.source)
+            return sample_size(path, item.info, encode, source=item.item.source,
+                               enhance=enhance)
     except (MediaError, OSError, ValueError, storage.StorageError) as exc:
         notes.append(f"output size of {item.item.source} not sampled "
                      f"({storage.redact(str(exc), options)})")
@@ -333,9 +332,11 @@ def _size_basis(samples: list[SizeSample], videos: int) -> str:
     if not samples:
         return "not estimated"
     codecs = ", ".join(sorted({s.codec for s in samples}))
+    growth = ("measured with the enhancer on a crop" if samples[0].growth_measured
+              else "typical")
     return (f"{codecs} on the first frames of {len(samples)} of the {videos} videos (the "
-            "others in proportion to their pixels), times the enhanced output's measured "
-            "growth; copied audio and subtitles not counted")
+            f"others in proportion to their pixels), times the enhanced output's growth "
+            f"({growth}); copied audio and subtitles not counted")
 
 
 def _totals(videos: list[VideoPlan], work: list[_Work], calibration: Calibration | None,
@@ -380,7 +381,7 @@ def _kind_chunks(table: RateTable, kind: str, precision: str, work: list[_Work],
             return None
         rate, rows = found
         sources.update(dict.fromkeys(row.source for row in rows))
-        cut = cut_chunks(item.info, chunk, rate)
+        cut = driver_chunks(item.info, chunk, rate)
         count += len(cut)
         chunks += _chunk_work(item.info, cut, rate, None, encode_mpx_s)
     return chunks, count

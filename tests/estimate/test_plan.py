@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -226,34 +227,40 @@ def test_gpu_estimates_follow_the_measured_rates(tmp_path):
 
 def test_output_bytes_from_bytes_per_frame_and_pixels():
     sample = sizing.SizeSample("x", "libx264", 100, 100, 16, first_bytes=5000,
-                               frame_bytes=1000.0)
-    factor = sizing.ENHANCED_FACTOR
-    # one part: one key frame, 99 further frames
-    assert sizing.output_bytes(sample, 100, 100, 100, 1) == int(factor * (5000 + 99 * 1000))
+                               frame_bytes=1000.0, key_growth=1.5, frame_growth=2.0)
+    # one part: one key frame, 99 further frames, each grown by the enhancer
+    assert sizing.output_bytes(sample, 100, 100, 100, 1) == int(1.5 * 5000 + 2.0 * 99 * 1000)
     # three parts: a key frame each; four times the pixels: four times the bytes
     assert sizing.output_bytes(sample, 200, 200, 100, 3) == int(
-        factor * 4 * (3 * 5000 + 97 * 1000))
+        4 * (1.5 * 3 * 5000 + 2.0 * 97 * 1000))
     # a key frame at least every KEY_INTERVAL frames
     frames = 3 * sizing.KEY_INTERVAL
     assert sizing.output_bytes(sample, 100, 100, frames, 1) == int(
-        factor * (3 * 5000 + (frames - 3) * 1000))
+        1.5 * 3 * 5000 + 2.0 * (frames - 3) * 1000)
+
+
+def test_samples_are_spread_over_the_video():
+    assert sizing.sample_windows(100) == [(0, 8), (46, 54), (92, 100)]
+    assert sizing.sample_windows(20) == [(0, 8), (12, 20)]
+    assert sizing.sample_windows(5) == [(0, 5)]
 
 
 def test_plan_sizes_outputs_from_samples_of_their_frames(clips, monkeypatch):
     folder, _ = clips
     taken = []
 
-    def fake_sample(path, info, encode, source=None):
+    def fake_sample(path, info, encode, source=None, enhance=None):
         taken.append(Path(source).name)
-        return sizing.SizeSample(source, "libx264", info.width, info.height, 4, 3000, 500.0)
+        return sizing.SizeSample(source, "libx264", info.width, info.height, 4, 3000, 500.0,
+                                 key_growth=2.0, frame_growth=2.0)
 
     monkeypatch.setattr(sizing, "sample_size", fake_sample)
     monkeypatch.setattr(sizing, "SAMPLED_VIDEOS", 1)
     plan = _plan(folder, chunk=ChunkConfig(chunk_frames=100))
     by_name = {Path(v.input).name: v for v in plan.videos}
     assert taken == ["a.mp4"]  # one sample: the second video scales from it
-    a, b = by_name["a.mp4"], by_name["sub/b.mkv".split("/")[-1]]
-    factor = sizing.ENHANCED_FACTOR
+    a, b = by_name["a.mp4"], by_name["b.mkv"]
+    factor = 2.0
     assert a.output_bytes == int(factor * (3000 + 22 * 500))
     assert b.output_bytes == int(factor * (48 * 32) / (64 * 48) * (3000 + 8 * 500))
     assert plan.total["output_bytes"] == a.output_bytes + b.output_bytes
@@ -267,9 +274,39 @@ def test_size_sample_encodes_the_videos_own_frames(tmp_path, lossless):
     clip = make_video(tmp_path / "c.mp4", width=64, height=48, frames=20)
     info = probe(clip, decode_first_frame=False)
     sample = sizing.sample_size(str(clip), info, EncodeConfig(lossless=lossless))
-    assert sample.frames == sizing.SAMPLE_FRAMES and (sample.width, sample.height) == (64, 48)
+    assert sample.frames == 16 and (sample.width, sample.height) == (64, 48)  # two runs of 8
     assert sample.codec == ("ffv1" if lossless else "libx264")
     assert sample.first_bytes > 0 and sample.frame_bytes > 0
+    assert sample.key_growth == sample.frame_growth == sizing.TYPICAL_GROWTH
+    assert not sample.growth_measured
+
+
+def test_growth_is_measured_by_enhancing_a_crop(tmp_path, monkeypatch):
+    """A stand-in enhancer that adds noise makes the frames costlier to encode; one that
+    flattens them, cheaper; frames given back unchanged cost the same."""
+    from nhance_batch.media import probe
+
+    clip = make_video(tmp_path / "c.mp4", width=320, height=180, frames=8)
+    info = probe(clip, decode_first_frame=False)
+    rng = np.random.default_rng(0)
+    shapes = []
+
+    def noisy(frames):
+        shapes.append(frames.shape)
+        noise = rng.integers(0, 40, frames.shape, dtype=np.uint8)
+        return np.clip(frames.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+    monkeypatch.setattr(sizing, "GROWTH_CROP", (256, 144))
+    grows = sizing.sample_size(str(clip), info, EncodeConfig(), enhance=noisy)
+    assert grows.growth_measured and grows.key_growth > 1.5 and grows.frame_growth > 1.5
+    assert shapes == [(8, 144, 256, 3)]  # the central crop of the first run of frames
+    same = sizing.sample_size(str(clip), info, EncodeConfig(), enhance=lambda f: f.copy())
+    assert same.key_growth == same.frame_growth == 1.0
+    flat = sizing.sample_size(str(clip), info, EncodeConfig(),
+                              enhance=lambda f: np.full_like(f, 128))
+    assert flat.key_growth < 1.0 and flat.frame_growth < 0.5  # the container stays
+    assert sizing.output_bytes(grows, 320, 180, 8, 1) == int(
+        grows.key_growth * grows.first_bytes + grows.frame_growth * 7 * grows.frame_bytes)
 
 
 def test_rate_table_interpolates_and_names_sources():
