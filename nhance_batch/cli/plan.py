@@ -94,31 +94,39 @@ def print_plan(plan: JobPlan, console=None) -> None:
                   f"TFLOP ({total['enhanced_frames']} frames enhanced, context included), "
                   f"output about {_human_bytes(total['output_bytes'])} "
                   f"({total['output_bytes_basis']})")
-    cal = plan.calibration
-    if cal is not None:
-        how = "cached" if cal["cached"] else f"measured now in {cal['seconds']:.1f} s"
-        startup = sum((total["startup_here"] or {}).values())
-        console.print(f"here: about {_human_seconds(total['seconds_here'])}, start-up "
-                      f"{_human_seconds(startup)} included (calibration {how}: enhancer "
-                      f"{_rates(cal['enhance_sizes'])}, actor start {cal['startup_s']:.1f} s, "
-                      f"first call per frame size {cal['shape_s']:.1f} s, "
-                      f"decode {cal['decode_mpx_s']:.1f} Mpx/s, encode "
-                      f"{cal['encode_mpx_s']:.1f} Mpx/s; {cal['machine']['cpu']}, "
-                      f"{cal['machine']['cores']} cores, {cal['machine']['backend']}"
-                      f"{', GPU ' + cal['machine']['gpu'] if cal['machine']['gpu'] else ''})")
+    if plan.calibration is not None:
+        _print_here(console, total, plan.calibration)
     for est in plan.gpu_estimates:
-        encode = ("" if est["encode_seconds"] is None
-                  else f", the nodes' CPUs encode in {_human_seconds(est['encode_seconds'])}")
-        console.print(f"on {est['gpus']} x {est['kind']} ({est['precision']}): about "
-                      f"{_human_seconds(est['seconds'])} (start-up "
-                      f"{_human_seconds(est['startup_seconds'])}, assumed; {est['chunks']} "
-                      f"chunks on {est['gpus_used']} GPUs, enhancer "
-                      f"{_human_seconds(est['enhance_seconds'])}{encode}; "
-                      f"{est['bound']}-bound)")
-        for source in est["sources"]:
-            console.print(f"  rate: {source}")
+        _print_gpu(console, est)
     for note in plan.notes:
         console.print(f"note: {note}")
+
+
+def _print_here(console, total: dict, cal: dict) -> None:
+    how = "cached" if cal["cached"] else f"measured now in {cal['seconds']:.1f} s"
+    startup = sum((total["startup_here"] or {}).values())
+    machine = cal["machine"]
+    console.print(f"here: about {_human_seconds(total['seconds_here'])}, start-up "
+                  f"{_human_seconds(startup)} included (calibration {how}: enhancer "
+                  f"{_rates(cal['enhance_sizes'])}, actor start {cal['startup_s']:.1f} s, "
+                  f"first call per frame size {cal['shape_s']:.1f} s, "
+                  f"decode {cal['decode_mpx_s']:.1f} Mpx/s, encode "
+                  f"{cal['encode_mpx_s']:.1f} Mpx/s; {machine['cpu']}, "
+                  f"{machine['cores']} cores, {machine['backend']}"
+                  f"{', GPU ' + machine['gpu'] if machine['gpu'] else ''})")
+
+
+def _print_gpu(console, est: dict) -> None:
+    encode = ("" if est["encode_seconds"] is None
+              else f", the nodes' CPUs encode in {_human_seconds(est['encode_seconds'])}")
+    console.print(f"on {est['gpus']} x {est['kind']} ({est['precision']}): about "
+                  f"{_human_seconds(est['seconds'])} (start-up "
+                  f"{_human_seconds(est['startup_seconds'])}, the GPU actor's assumed; "
+                  f"{est['chunks']} chunks on {est['gpus_used']} GPUs, enhancer "
+                  f"{_human_seconds(est['enhance_seconds'])}{encode}; "
+                  f"{est['bound']}-bound)")
+    for source in est["sources"]:
+        console.print(f"  rate: {source}")
 
 
 def report_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,

@@ -6,7 +6,7 @@ calibration; on GPUs, from the package's table of measured rates).
   plan`` and ``run --dry-run`` print);
 * :mod:`nhance_batch.estimate.calibration`: this machine's stage rates, measured once per machine,
   model and encoder setting, cached in the user cache;
-* :mod:`nhance_batch.estimate.rates`: the measured GPU rates (``gpu_rates.toml``) with their sources;
+* :mod:`nhance_batch.estimate.rates`: the measured GPU rates (``gpu_rates.toml``), with sources;
 * :mod:`nhance_batch.estimate.timing`: the time model (start-up, chunks over workers);
 * :mod:`nhance_batch.estimate.sizing`: output bytes from a sample of a video's frames.
 

@@ -10,7 +10,9 @@
   pixel, large frames run slower than small ones on a CPU, whose caches they overflow);
 * the decoder and the encoder (the job's :class:`~nhance_batch.config.EncodeConfig`, through
   :func:`~nhance_batch.media.decode_all` and :func:`~nhance_batch.media.encode_part`), on a
-  short synthetic clip at the larger size.
+  short synthetic clip at the larger size;
+* the embedded Ray's start and stop, as a run does them
+  (:func:`~nhance_batch.pipeline.ray_session.connect` and ``disconnect``).
 
 :func:`load_or_calibrate` keeps the result in the user cache
 (``$NHANCE_CACHE/calibration.json``, or the platform's cache folder), keyed by
@@ -41,7 +43,8 @@ CACHE_FILE = "calibration.json"
 #: Bumped when what is measured changes, so old entries are not reused.
 CALIBRATION_VERSION = 3
 #: Frame sizes the enhancer is timed at on CPUs (on a GPU: :data:`GPU_SIZES`), smallest first;
-#: rates at other sizes are interpolated in megapixels between them (:meth:`Calibration.enhance_rate`).
+#: rates at other sizes are interpolated in megapixels between them
+#: (:meth:`Calibration.enhance_rate`).
 CPU_SIZES = ((256, 144), (640, 360))
 GPU_SIZES = ((1280, 720),)
 #: Least timed seconds and passes of the enhancer at each size after its first pass.
@@ -75,6 +78,8 @@ class Calibration:
             sharing the same cores).
         measured_at: when (UTC, ISO 8601).
         seconds: how long the calibration took.
+        ray_s: the embedded Ray's start and stop (None: not measured, e.g. no Ray here, or
+            this process already joined one).
         cached: True when this came from the cache rather than a fresh measurement.
     """
 
@@ -92,6 +97,7 @@ class Calibration:
     gpu: bool
     measured_at: str
     seconds: float
+    ray_s: float | None = None
     cached: bool = False
 
     def as_dict(self) -> dict:
@@ -297,6 +303,24 @@ def _time_media(encode: Any, width: int, height: int) -> tuple[float, float, flo
     return mpx / max(decode_s, 1e-9), mpx / max(encode_s, 1e-9), size / (mpx * 1e6)
 
 
+def _time_ray() -> float | None:
+    """Seconds the embedded Ray takes to start and stop, as a run starts and stops it; None
+    when Ray is missing, fails to start, or this process is already connected to one."""
+    try:
+        from nhance_batch.config import ClusterConfig
+        from nhance_batch.pipeline import ray_session
+    except ImportError:
+        return None
+    begin = time.perf_counter()
+    try:
+        if not ray_session.connect(ClusterConfig(), 1):
+            return None
+        ray_session.disconnect()
+    except Exception:  # noqa: BLE001 - a missing measurement, not a failed plan
+        return None
+    return time.perf_counter() - begin
+
+
 def calibrate(model: Any, encode: Any, *, machine: dict | None = None,
               import_s: float | None = None) -> Calibration:
     """Measure this machine's rates for ``model`` (a ModelConfig) and ``encode`` (an
@@ -309,6 +333,7 @@ def calibrate(model: Any, encode: Any, *, machine: dict | None = None,
     startup, shape_s, rows = _time_enhancer(model, sizes)
     startup += import_s or 0.0
     decode_rate, encode_rate, bytes_per_px = _time_media(encode, *CPU_SIZES[-1])
+    ray_s = _time_ray()
     width, height, rate = rows[-1]
     return Calibration(
         key=calibration_key(machine), machine=machine, width=width, height=height,
@@ -318,7 +343,8 @@ def calibrate(model: Any, encode: Any, *, machine: dict | None = None,
         encode_bytes_per_px=round(bytes_per_px, 6),
         gpu=bool(machine["gpu"]),
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        seconds=round(time.perf_counter() - begin, 3))
+        seconds=round(time.perf_counter() - begin, 3),
+        ray_s=None if ray_s is None else round(ray_s, 3))
 
 
 def _read_cache(path: Path) -> dict:

@@ -323,7 +323,7 @@ def _estimate_here(work: list[_Work], calibration: Calibration) -> None:
 def _startup_here(work: list[_Work], calibration: Calibration) -> dict:
     """The start-up a run pays here, by part (seconds)."""
     shapes = len({(w.plan.width, w.plan.height) for w in work})
-    return {"command_and_ray": round(run_overhead(), 3),
+    return {"command_and_ray": round(run_overhead(calibration.ray_s), 3),
             "enhancer_actor": calibration.startup_s,
             "frame_sizes": round(shapes * calibration.shape_s, 3)}
 
@@ -334,7 +334,7 @@ def _size_basis(samples: list[SizeSample], videos: int) -> str:
     codecs = ", ".join(sorted({s.codec for s in samples}))
     growth = ("measured with the enhancer on a crop" if samples[0].growth_measured
               else "typical")
-    return (f"{codecs} on the first frames of {len(samples)} of the {videos} videos (the "
+    return (f"{codecs} on frames sampled along {len(samples)} of the {videos} videos (the "
             f"others in proportion to their pixels), times the enhanced output's growth "
             f"({growth}); copied audio and subtitles not counted")
 
@@ -447,8 +447,8 @@ def _gpu_estimates(table: RateTable, kinds: list[str], work: list[_Work], gpus: 
             notes.append(f"{kind}: no measured encode rate for {codec} CRF {crf} preset "
                          f"{encode.preset}; the estimate counts the enhancer only")
         if work and estimate["gpus_used"] < gpus:
-            notes.append(f"{kind}: the job has {estimate['chunks']} chunks, so at most "
-                         f"{estimate['gpus_used']} of the {gpus} GPUs have work at once")
+            notes.append(f"{kind}: only {estimate['gpus_used']} of the {gpus} GPUs get work "
+                         f"(chunks: {estimate['chunks']})")
         estimates.append(estimate)
         per_kind[kind] = estimate["seconds"]
     return estimates, per_kind

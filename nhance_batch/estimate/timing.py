@@ -3,9 +3,10 @@
 
 A run's time is its start-up plus its chunks' work, spent as the run spends it:
 
-* **Start-up.** The command (Python, imports, the driver's set-up) and the embedded Ray's
-  start and stop (:data:`COMMAND_S`, :data:`RAY_START_S`, :data:`RAY_STOP_S`: typical values
-  measured on a 2-core machine, docs/performance.md "Start-up and memory of a small job");
+* **Start-up.** The command (Python, imports, the driver's set-up: :data:`COMMAND_S`) and the
+  embedded Ray's start and stop (measured by the calibration; else :data:`RAY_START_S` and
+  :data:`RAY_STOP_S`, typical values measured on a 2-core machine, docs/performance.md
+  "Start-up and memory of a small job");
   then the enhancer actor's start (backend import, model load) and, per frame size of the
   job, its first call (the path and batch choice when not cached, and the compile). On this
   machine the calibration measures the actor's two costs; for GPUs they are
@@ -50,9 +51,10 @@ class ChunkWork:
     encode: float
 
 
-def run_overhead() -> float:
-    """The seconds a run pays whatever it processes: the command, Ray's start and stop."""
-    return COMMAND_S + RAY_START_S + RAY_STOP_S
+def run_overhead(ray_s: float | None = None) -> float:
+    """The seconds a run pays whatever it processes: the command, and Ray's start and stop
+    (``ray_s`` when measured, else the typical :data:`RAY_START_S` + :data:`RAY_STOP_S`)."""
+    return COMMAND_S + (RAY_START_S + RAY_STOP_S if ray_s is None else ray_s)
 
 
 def cpu_seconds(chunks: list[ChunkWork]) -> float:

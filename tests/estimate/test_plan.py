@@ -150,6 +150,11 @@ def test_time_here_from_the_calibration_with_start_up(clips):
     gpu = _plan(good, _fake_calibration(gpu=True)).videos[0]
     assert gpu.seconds_here == pytest.approx(13 * px / 50 + 35 * px / 0.5 + 3 * px / 10,
                                              abs=1e-3)
+    # Ray's start and stop, where the calibration measured them
+    measured = _plan(good, _fake_calibration(ray_s=9.0)).total
+    assert measured["startup_here"]["command_and_ray"] == pytest.approx(timing.COMMAND_S + 9.0)
+    assert measured["seconds_here"] == pytest.approx(
+        timing.COMMAND_S + 9.0 + 4.0 + 2.0 + expected, abs=2e-3)
     called = []
     plan = _plan(good.parent / "nothing*.mp4", lambda: called.append(1))
     assert not plan.videos and not called  # no usable input: no calibration
@@ -197,7 +202,7 @@ def test_two_chunks_on_eight_gpus_are_no_faster_than_on_two(tmp_path):
     assert seconds[8] == seconds[2] < seconds[1]
     est = per_gpus[8].gpu_estimates[0]
     assert est["chunks"] == 2 and est["gpus_used"] == 2
-    assert any("at most 2 of the 8 GPUs" in note for note in per_gpus[8].notes)
+    assert any("only 2 of the 8 GPUs get work" in note for note in per_gpus[8].notes)
     # start-up counts: the command, Ray, the GPU actor
     assert est["startup_seconds"] == pytest.approx(timing.run_overhead()
                                                    + timing.GPU_ACTOR_START_S)
@@ -334,6 +339,7 @@ def test_calibration_is_cached_per_machine_and_settings(tmp_path, monkeypatch):
     first = cal.load_or_calibrate(model, encode)
     assert not first.cached and first.enhance_mpx_s > 0 and first.startup_s > 0
     assert [row[:2] for row in first.enhance_sizes] == [[32, 24], [64, 48]]
+    assert first.ray_s > 0  # the embedded Ray started and stopped as a run does it
     assert (first.width, first.height) == (64, 48) and first.shape_s >= 0
     assert first.decode_mpx_s > 0 and first.encode_mpx_s > 0
     assert first.machine["cores"] >= 1 and first.machine["model"] == "iphone"
