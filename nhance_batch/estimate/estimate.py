@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from nhance_batch.config import ChunkConfig, EncodeConfig, LimitsConfig, ModelConfig
 from nhance_batch.estimate.timing import (GPU_ACTOR_START_S, GPU_SHAPE_S, ChunkWork,
-                                          cpu_seconds, gpu_seconds, run_overhead)
+                                          cpu_seconds, cpu_share, gpu_seconds, run_overhead)
 from nhance_batch.model.dped import FLOPS_PER_PIXEL
 
 if TYPE_CHECKING:
@@ -312,12 +312,15 @@ def _estimate_here(work: list[_Work], calibration: Calibration) -> None:
     for item in work:
         plan = item.plan
         rate = calibration.enhance_rate(plan.width, plan.height)
+        if calibration.gpu:  # decoding and encoding overlap the GPU's work
+            seconds = _chunk_work(item.info, item.chunks, rate, calibration.decode_mpx_s,
+                                  calibration.encode_mpx_s)
+            plan.seconds_here = round(gpu_seconds(seconds, 1), 3)
+            continue
+        rate *= cpu_share(calibration.machine.get("cores") or 1)
         seconds = _chunk_work(item.info, item.chunks, rate, calibration.decode_mpx_s,
                               calibration.encode_mpx_s)
-        if calibration.gpu:  # decoding and encoding overlap the GPU's work
-            plan.seconds_here = round(gpu_seconds(seconds, 1), 3)
-        else:
-            plan.seconds_here = round(cpu_seconds(seconds), 3)
+        plan.seconds_here = round(cpu_seconds(seconds), 3)
 
 
 def _startup_here(work: list[_Work], calibration: Calibration) -> dict:

@@ -14,7 +14,8 @@ A run's time is its start-up plus its chunks' work, spent as the run spends it:
 * **Here (CPU only).** One enhancer actor uses every core, and the decode and encode tasks run
   on the same cores, so the seconds of decoding, enhancing (stabiliser included) and encoding
   every chunk add up (:func:`cpu_seconds`): splitting a video into chunks gains nothing
-  here, beyond the overlap of Ray's waiting with work.
+  here. Ray's own processes and the driver keep about :data:`RAY_CORES` of a core busy
+  meanwhile, which the enhancer loses (:func:`cpu_share`).
 * **On G GPUs.** A chunk goes to whichever GPU frees up first, in the order the driver submits
   them, and is encoded by the node's CPUs once enhanced (:func:`gpu_seconds`): the job ends
   when the last chunk is encoded, and no sooner than the node CPUs can encode the whole job.
@@ -35,6 +36,9 @@ COMMAND_S = 1.0
 RAY_START_S = 4.0
 #: Ray's and the actors' shutdown: 0.34-1.4 s measured.
 RAY_STOP_S = 1.0
+#: Cores Ray's own processes, idle workers and the driver keep busy during a run on a CPU:
+#: the enhancer actor got 1.81 of the 2 cores, docs/performance.md ("Measured here").
+RAY_CORES = 0.2
 #: A GPU actor's start: the backend's import (about 3 s for JAX), the model's load, the first
 #: XLA compile at a frame size. Assumed, not measured on a GPU yet.
 GPU_ACTOR_START_S = 20.0
@@ -55,6 +59,11 @@ def run_overhead(ray_s: float | None = None) -> float:
     """The seconds a run pays whatever it processes: the command, and Ray's start and stop
     (``ray_s`` when measured, else the typical :data:`RAY_START_S` + :data:`RAY_STOP_S`)."""
     return COMMAND_S + (RAY_START_S + RAY_STOP_S if ray_s is None else ray_s)
+
+
+def cpu_share(cores: int) -> float:
+    """The share of a CPU-only machine's ``cores`` that a run's enhancer gets."""
+    return max(0.5, (cores - RAY_CORES) / max(1, cores))
 
 
 def cpu_seconds(chunks: list[ChunkWork]) -> float:

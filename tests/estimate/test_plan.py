@@ -116,7 +116,7 @@ def test_json_contract_and_exit_codes(runner, clips, tmp_path):
 
 
 def _fake_calibration(**over) -> cal.Calibration:
-    values = dict(key="k", machine={}, width=64, height=48, enhance_mpx_s=0.5,
+    values = dict(key="k", machine={"cores": 2}, width=64, height=48, enhance_mpx_s=0.5,
                   enhance_sizes=[[64, 48, 0.5]], startup_s=4.0, shape_s=2.0,
                   decode_mpx_s=50.0, encode_mpx_s=10.0, encode_bytes_per_px=1.5, gpu=False,
                   measured_at="now", seconds=1.0)
@@ -137,7 +137,9 @@ def test_time_here_from_the_calibration_with_start_up(clips):
     video = plan.videos[0]
     assert video.enhanced_frames == 35 and video.chunks == 3
     px = 64 * 48 / 1e6
-    expected = 35 * px / 0.5 + 35 * px / 50.0 + 23 * px / 10.0  # CPU-only: the cores are shared
+    # CPU-only: the stages share the cores, and Ray's processes take a share of the two cores
+    rate = 0.5 * (2 - timing.RAY_CORES) / 2
+    expected = 35 * px / rate + 35 * px / 50.0 + 23 * px / 10.0
     assert video.seconds_here == pytest.approx(expected, abs=1e-3)
     # start-up: the command and Ray, the actor's start, one frame size's first call
     startup = plan.total["startup_here"]
@@ -170,7 +172,8 @@ def test_every_frame_size_pays_its_first_call(clips):
         timing.run_overhead() + 4.0 + 4.0 + work, abs=2e-3)
     small = {Path(v.input).name: v for v in plan.videos}["b.mkv"]  # 9 frames, one chunk
     px = 48 * 32 / 1e6
-    assert small.seconds_here == pytest.approx(9 * px / 0.25 + 9 * px / 50 + 9 * px / 10,
+    rate = 0.25 * timing.cpu_share(2)
+    assert small.seconds_here == pytest.approx(9 * px / rate + 9 * px / 50 + 9 * px / 10,
                                                abs=1e-3)
 
 
@@ -191,6 +194,7 @@ def test_gpu_schedule_is_bounded_by_the_chunks():
     assert timing.gpu_seconds([tail] * 2, 2) == 14.0
     assert timing.gpu_seconds([tail] * 2, 2, encode_capacity_s=50.0) == 50.0
     assert timing.cpu_seconds([tail] * 2) == 28.0
+    assert timing.cpu_share(2) == pytest.approx(0.9) and timing.cpu_share(1) == 0.8
 
 
 def test_two_chunks_on_eight_gpus_are_no_faster_than_on_two(tmp_path):
