@@ -25,7 +25,7 @@ The output size is the chosen encoder's bytes per pixel on the job's own frames
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Union
 
 from nhance_batch.config import ChunkConfig, EncodeConfig, LimitsConfig, ModelConfig
@@ -166,10 +166,10 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
             a callable returning it (called only once some input is usable, so that a plan of
             broken or missing inputs measures nothing); None: no estimate for this machine.
         gpu_kind: only this kind from the rate table (None: every kind in it).
-        sample_output: estimate output sizes by encoding the first frames of the usable
+        sample_output: estimate output sizes by encoding frames sampled along the usable
             inputs (:func:`~nhance_batch.estimate.sizing.sample_size`); False: no sizes.
-        enhance_sample: also run the job's enhancer on a crop of each sample, to measure how
-            much its output grows (else a typical growth is assumed).
+        enhance_sample: also run the job's enhancer on a crop of the first sample, to measure
+            how much its output grows (else a typical growth is assumed).
 
     Raises:
         FileNotFoundError: ``input_spec`` names nothing.
@@ -257,21 +257,27 @@ def _sample_output(work: list[_Work], options: dict, encode: EncodeConfig, enhan
                    notes: list[str]) -> list[SizeSample]:
     """Each usable video's ``output_bytes``, from a sample of its own frames for the first
     :data:`~nhance_batch.estimate.sizing.SAMPLED_VIDEOS`, and from the first sample for the
-    others; the samples taken (a failed one adds a note)."""
+    others; the enhancer's growth (with ``enhance``) is measured on the first sample only and
+    holds for all. Returns the samples taken (a failed one adds a note)."""
     from nhance_batch.estimate.sizing import SAMPLED_VIDEOS, output_bytes
 
-    samples: list[SizeSample] = []
-    for item in work:
-        sample = (_sample_one(item, options, encode, enhance, notes)
-                  if len(samples) < SAMPLED_VIDEOS else None)
+    samples: dict[int, SizeSample] = {}
+    for index, item in enumerate(work[:SAMPLED_VIDEOS]):
+        first = next(iter(samples.values()), None)
+        sample = _sample_one(item, options, encode, enhance if first is None else None, notes)
+        if sample is not None and first is not None and first.growth_measured:
+            sample = replace(sample, key_growth=first.key_growth,
+                             frame_growth=first.frame_growth, growth_measured=True)
         if sample is not None:
-            samples.append(sample)
-        sample = sample or (samples[0] if samples else None)
+            samples[index] = sample
+    first = next(iter(samples.values()), None)
+    for index, item in enumerate(work):
+        sample = samples.get(index, first)
         if sample is not None:
             plan = item.plan
             plan.output_bytes = output_bytes(sample, plan.width, plan.height, plan.frames,
                                              plan.chunks)
-    return samples
+    return list(samples.values())
 
 
 def _sample_one(item: _Work, options: dict, encode: EncodeConfig, enhance,

@@ -276,6 +276,26 @@ def test_plan_sizes_outputs_from_samples_of_their_frames(clips, monkeypatch):
     assert len(plan.total["output_samples"]) == 1
 
 
+def test_growth_measured_on_the_first_sample_holds_for_all(clips, monkeypatch):
+    folder, _ = clips
+    given = []
+
+    def fake_sample(path, info, encode, source=None, enhance=None):
+        given.append((Path(source).name, enhance is not None))
+        growth = (1.2, 2.5) if enhance is not None else (sizing.TYPICAL_GROWTH,) * 2
+        return sizing.SizeSample(source, "libx264", info.width, info.height, 4, 3000, 500.0,
+                                 *growth, growth_measured=enhance is not None)
+
+    monkeypatch.setattr(sizing, "sample_size", fake_sample)
+    monkeypatch.setattr(sizing, "lazy_enhancer", lambda model: lambda frames: frames)
+    plan = _plan(folder, chunk=ChunkConfig(chunk_frames=100), enhance_sample=True)
+    assert given == [("a.mp4", True), ("b.mkv", False)]  # the enhancer runs once
+    by_name = {Path(v.input).name: v for v in plan.videos}
+    assert by_name["b.mkv"].output_bytes == int(1.2 * 3000 + 2.5 * 8 * 500)
+    assert all(s["frame_growth"] == 2.5 for s in plan.total["output_samples"])
+    assert "measured with the enhancer" in plan.total["output_bytes_basis"]
+
+
 @pytest.mark.parametrize("lossless", [False, True])
 def test_size_sample_encodes_the_videos_own_frames(tmp_path, lossless):
     from nhance_batch.media import probe
