@@ -11,11 +11,12 @@ each further frame adds).
 
 The enhancer's output takes more bytes than its source: brighter, sharper, its noise
 amplified from frame to frame (whole runs at libx264 CRF 18: 1.13x for carphone, 2.5x for
-bikes, mostly in the frames after a key frame). Given the job's enhancer, :func:`sample_size`
-enhances the first window, cropped to at most :data:`GROWTH_CROP` (the calibration's larger
-size, so the enhancer's path for it is already chosen), and takes the ratio of the enhanced
-crop's bytes to the source crop's, for the key frame and for the further frames apart
-(``key_growth``, ``frame_growth``); without it both are :data:`TYPICAL_GROWTH`.
+bikes, mostly in the frames after a key frame, and more in its detailed scenes than in its
+opening ones). Given the job's enhancer, :func:`sample_size` enhances every run of frames,
+cropped to at most :data:`GROWTH_CROP` (the calibration's larger size, so the enhancer's path
+for it is already chosen), and takes the mean ratio of the enhanced crop's bytes to the source
+crop's, for the key frame and for the further frames apart (``key_growth``,
+``frame_growth``); without it both are :data:`TYPICAL_GROWTH`.
 
 :func:`output_bytes` scales that to a video: one key frame per part (each chunk is encoded on
 its own) and at least one every :data:`KEY_INTERVAL` frames (x264's and x265's default), the
@@ -99,7 +100,7 @@ def sample_size(path: str, info: VideoInfo, encode: EncodeConfig, source: str | 
                 enhance: Enhance | None = None) -> SizeSample:
     """Encode sampled frames of the local video ``path`` (probed as ``info``) with ``encode``
     (resolved for this video as a run resolves it); ``enhance`` (frames -> enhanced frames)
-    measures the growth on the first run of frames.
+    measures the growth on every run of frames.
 
     Raises:
         MediaError: the frames cannot be decoded or encoded.
@@ -107,23 +108,27 @@ def sample_size(path: str, info: VideoInfo, encode: EncodeConfig, source: str | 
     from nhance_batch.media import Chunk, chunk_info, decode_chunk
     from nhance_batch.media.encode import encoder_settings
 
-    costs, frames, growth = [], 0, None
+    costs, frames, growths = [], 0, []
     for index, (start, end) in enumerate(sample_windows(info.frame_count)):
         chunk = Chunk(index, start, end, start, end)
         window = chunk_info(info, chunk)
         decoded = decode_chunk(path, info, chunk)
         costs.append(_costs(decoded.frames, decoded.pts, window, encode))
         frames += end - start
-        if enhance is not None and growth is None:
-            growth = _growth(decoded.frames, decoded.pts, window, encode, enhance)
-    first = sum(c[0] for c in costs) / len(costs)
-    extra = sum(c[1] for c in costs) / len(costs)
+        if enhance is not None:
+            growths.append(_growth(decoded.frames, decoded.pts, window, encode, enhance))
     sample = SizeSample(source or path, encoder_settings(info, encode).codec, info.width,
-                        info.height, frames, round(first, 1), round(extra, 1))
-    if growth is None:
+                        info.height, frames, round(_mean(c[0] for c in costs), 1),
+                        round(_mean(c[1] for c in costs), 1))
+    if not growths:
         return sample
-    return replace(sample, key_growth=round(growth[0], 4), frame_growth=round(growth[1], 4),
-                   growth_measured=True)
+    return replace(sample, key_growth=round(_mean(g[0] for g in growths), 4),
+                   frame_growth=round(_mean(g[1] for g in growths), 4), growth_measured=True)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
 
 
 def _costs(frames: np.ndarray, pts: np.ndarray, info: VideoInfo,

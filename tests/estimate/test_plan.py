@@ -315,7 +315,7 @@ def test_growth_is_measured_by_enhancing_a_crop(tmp_path, monkeypatch):
     flattens them, cheaper; frames given back unchanged cost the same."""
     from nhance_batch.media import probe
 
-    clip = make_video(tmp_path / "c.mp4", width=320, height=180, frames=8)
+    clip = make_video(tmp_path / "c.mp4", width=320, height=180, frames=24)
     info = probe(clip, decode_first_frame=False)
     rng = np.random.default_rng(0)
     shapes = []
@@ -328,14 +328,14 @@ def test_growth_is_measured_by_enhancing_a_crop(tmp_path, monkeypatch):
     monkeypatch.setattr(sizing, "GROWTH_CROP", (256, 144))
     grows = sizing.sample_size(str(clip), info, EncodeConfig(), enhance=noisy)
     assert grows.growth_measured and grows.key_growth > 1.5 and grows.frame_growth > 1.5
-    assert shapes == [(8, 144, 256, 3)]  # the central crop of the first run of frames
+    assert shapes == [(8, 144, 256, 3)] * 3  # the central crop of each run of frames
     same = sizing.sample_size(str(clip), info, EncodeConfig(), enhance=lambda f: f.copy())
     assert same.key_growth == same.frame_growth == 1.0
     flat = sizing.sample_size(str(clip), info, EncodeConfig(),
                               enhance=lambda f: np.full_like(f, 128))
     assert flat.key_growth < 1.0 and flat.frame_growth < 0.5  # the container stays
-    assert sizing.output_bytes(grows, 320, 180, 8, 1) == int(
-        grows.key_growth * grows.first_bytes + grows.frame_growth * 7 * grows.frame_bytes)
+    assert sizing.output_bytes(grows, 320, 180, 24, 1) == int(
+        grows.key_growth * grows.first_bytes + grows.frame_growth * 23 * grows.frame_bytes)
 
 
 def test_rate_table_interpolates_and_names_sources():
