@@ -42,6 +42,9 @@ class ModelConfig(_Frozen):
         batch_size: frames per forward pass; every pass has this batch shape (a short last
             batch is padded), so results never depend on how frames were grouped; 0: the
             fastest of 1, 2, 4 and 8 measured on this machine (autotune).
+        strength: how much of the enhancement is kept, 0 to 1: the output is the input
+            blended with the enhanced frame in the model's domain, ``S + strength * (y - S)``
+            (after temporal stabilisation); 0 gives back the input's picture.
     """
 
     name: str = "iphone"
@@ -50,6 +53,7 @@ class ModelConfig(_Frozen):
     jit: Literal["auto", "on", "off"] = "auto"
     threads: int = Field(0, ge=0)
     batch_size: int = Field(0, ge=0)
+    strength: float = Field(1.0, ge=0.0, le=1.0)
 
     @field_validator("jit", mode="before")
     @classmethod
@@ -63,16 +67,24 @@ class EncodeConfig(_Frozen):
     """How enhanced frames are encoded into parts.
 
     Attributes:
-        codec: FFmpeg encoder name for lossy output (``libx264``, ``libx265``, ``libaom-av1``...).
-        crf: constant rate factor for encoders that take one.
+        codec: ``match`` (the source's codec family: H.264, HEVC at its bit depth, AV1, VP9;
+            H.264 or HEVC Main 10 for other codecs), ``auto`` (the hardware encoder of that
+            family where one works), or an FFmpeg encoder name (``libx264``, ``libx265``...).
+        crf: constant rate factor for encoders that take one; None: the encoder's default,
+            each about the quality of x264 at CRF 18
+            (:data:`nhance_batch.media.encode.DEFAULT_CRF`).
         preset: encoder speed preset (x264/x265 names).
         lossless: encode so that decoding returns the enhancer's output exactly (overrides codec).
+        hdr: what an HDR (PQ or HLG) source becomes: ``keep`` keeps HDR (its transfer,
+            primaries and bit depth, and its HDR10 metadata); ``sdr`` writes the SDR BT.709
+            8-bit rendition the model works in. SDR sources are unaffected.
     """
 
-    codec: str = "libx264"
-    crf: int = Field(18, ge=0, le=63)
+    codec: str = "match"
+    crf: int | None = Field(None, ge=0, le=63)
     preset: str = "medium"
     lossless: bool = False
+    hdr: Literal["keep", "sdr"] = "keep"
 
 
 # Enhancer working memory per pixel of a chunk frame: the uint8 input, the float32 output
@@ -154,6 +166,8 @@ class RunConfig(_Frozen):
             ``chunk.overlap`` must be at least this.
         previews: also write a browser-playable H.264 preview of each output under
             ``OUTPUT/_nhance/preview/``.
+        strict: a damaged recording (frames at its end that do not decode) fails; by
+            default the frames that decode are kept and the video is noted.
         storage_options: fsspec options (credentials, endpoints), flat or keyed by protocol;
             never printed, logged or recorded.
     """
@@ -167,6 +181,7 @@ class RunConfig(_Frozen):
     limits: LimitsConfig = LimitsConfig()
     temporal_radius: int = Field(DEFAULT_TEMPORAL_RADIUS, ge=0)
     previews: bool = False
+    strict: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
 
     @model_validator(mode="after")
@@ -215,7 +230,8 @@ def run_config(input: str, output: str, *, model: str = "iphone",
                gpus_per_worker: float | None = None, threads: int = 0,
                max_pixels: str | int | None = None, max_frames: int | None = None,
                task_timeout: float | None = None, previews: bool = False,
-               dashboard: bool = False,
+               dashboard: bool = False, strict: bool = False, hdr: str | None = None,
+               strength: float | None = None,
                storage_options: dict[str, Any] | None = None) -> RunConfig:
     """The :class:`RunConfig` of a job from flat settings: the ``run`` options, the keys of a
     job spec, the fields of the web form. ``None`` takes the default.
@@ -237,8 +253,12 @@ def run_config(input: str, output: str, *, model: str = "iphone",
         model_values["precision"] = precision
     if jit is not None:
         model_values["jit"] = jit
+    if strength is not None:
+        model_values["strength"] = strength
     encode = {k: v for k, v in (("codec", codec), ("crf", crf), ("preset", preset))
               if v is not None}
+    if hdr is not None:
+        encode["hdr"] = hdr
     cluster: dict[str, Any] = {"address": address, "workers": workers,
                                "max_retries": max_retries, "dashboard": dashboard}
     if gpus_per_worker is not None:
@@ -256,6 +276,7 @@ def run_config(input: str, output: str, *, model: str = "iphone",
             chunk=ChunkConfig(chunk_frames=chunk_frames, overlap=overlap),
             encode=EncodeConfig(**encode, lossless=lossless),
             cluster=ClusterConfig(**cluster), limits=LimitsConfig(**limits),
-            temporal_radius=radius, previews=previews, storage_options=storage_options or {})
+            temporal_radius=radius, previews=previews, strict=strict,
+            storage_options=storage_options or {})
     except ValidationError as exc:
         raise ConfigError(error_text(exc)) from None

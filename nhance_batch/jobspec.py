@@ -70,6 +70,9 @@ class JobSpec(BaseModel):
     crf: int | None = Field(None, ge=0, le=63)
     preset: str | None = None
     previews: bool = False
+    strict: bool = False
+    hdr: Literal["keep", "sdr"] | None = None
+    strength: float | None = Field(None, ge=0, le=1)
     max_pixels: int | str | None = None
     max_frames: int | None = Field(None, ge=1)
     task_timeout: float | None = Field(None, ge=0)

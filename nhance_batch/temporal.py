@@ -269,14 +269,18 @@ class ChunkStabiliser:
         self.means = np.empty((n, 3))  # the inputs' channel means, measured once per frame
         self.own_outputs = np.empty((size, *self.inputs.shape[1:]), np.float32)
 
-    def add(self, start: int, outputs: np.ndarray) -> None:
-        """The model's float output for ``inputs[start:start + len(outputs)]``."""
+    def add(self, start: int, outputs: np.ndarray, inputs: np.ndarray | None = None) -> None:
+        """The model's float output for ``inputs[start:start + len(outputs)]``.
+
+        ``inputs``: what the model was given for these frames when that is not the frames
+        themselves (an HDR source's float SDR rendition); gains are measured against it.
+        """
         stop = start + len(outputs)
         outputs = np.asarray(outputs)
         _check_frames(outputs, "outputs")
         if stop > len(self.inputs):
             raise ValueError(f"outputs for frames {start}..{stop - 1} of {len(self.inputs)}")
-        means = _channel_means(self.inputs[start:stop])
+        means = _channel_means(self.inputs[start:stop] if inputs is None else inputs)
         self.means[start:stop] = means
         self.gains[start:stop] = _gains(means, outputs)
         self.weights[start:stop] = _weights(means)
@@ -285,8 +289,13 @@ class ChunkStabiliser:
             self.own_outputs[lo - self.own.start:hi - self.own.start] = outputs[lo - start:
                                                                                 hi - start]
 
-    def result(self) -> TemporalResult:
-        """The own frames, corrected and quantised, with their gains before and after."""
+    def result(self, finish=None) -> TemporalResult:
+        """The own frames, corrected and quantised, with their gains before and after.
+
+        ``finish(t, corrected)``: makes frame ``t`` (an index into ``inputs``) of
+        ``self.dtype`` from its corrected float output ``[1, H, W, 3]`` (a strength blend, the
+        way back to HDR); by default it is :func:`quantize`.
+        """
         if np.isnan(self.gains).any():
             raise ValueError("the output of some frames was never added")
         smoothed = smooth_gains(self.gains, self.radius, self.weights)
@@ -296,7 +305,10 @@ class ChunkStabiliser:
         for i in range(len(frames)):
             t = slice(start + i, start + i + 1)
             corrected = stabilise(self.own_outputs[i:i + 1], self.gains[t], smoothed[t])
-            frames[i] = quantize(corrected, self.dtype)[0]
+            if finish is None:
+                frames[i] = quantize(corrected, self.dtype)[0]
+            else:
+                frames[i] = finish(start + i, corrected)[0]
             after[i] = _gains(self.means[t], corrected)[0]
         return TemporalResult(frames, self.gains[self.own].copy(), after)
 

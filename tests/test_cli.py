@@ -51,6 +51,25 @@ def test_enhance_image_png_jpeg_and_side_by_side(runner, tmp_path, real_frame):
     assert Image.open(both).size == (126, 45) and Image.open(both).format == "JPEG"
 
 
+def test_enhance_image_strength(runner, tmp_path, real_frame):
+    """--strength 0 gives back the input; 0.5 lies halfway to the full result."""
+    src = tmp_path / "in.png"
+    Image.fromarray(real_frame[:45, :63]).save(src)
+    outputs = {}
+    for strength in ("0", "0.5", "1"):
+        out = tmp_path / f"out{strength}.png"
+        result = runner.invoke(cli, ["enhance-image", str(src), str(out), "--strength",
+                                     strength])
+        assert result.exit_code == 0, result.output
+        outputs[strength] = np.asarray(Image.open(out)).astype(np.int32)
+    np.testing.assert_array_equal(outputs["0"], real_frame[:45, :63])
+    assert np.abs(outputs["0.5"] - (outputs["0"] + outputs["1"]) / 2).max() <= 1.0
+    assert np.abs(outputs["1"] - outputs["0"]).max() > 20
+    result = runner.invoke(cli, ["enhance-image", str(src), str(tmp_path / "o.png"),
+                                 "--strength", "1.5"])
+    assert result.exit_code == 2
+
+
 def test_enhance_image_errors_exit_2(runner, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not an image")
@@ -91,7 +110,7 @@ def test_run_resume_and_plan_share_each_option():
                                     "recalibrate"}
     assert set(run) - set(plan) == {"spec_path", "dry_run", "address", "workers",
                                     "max_retries", "gpus_per_worker", "dashboard", "previews",
-                                    "task_timeout"} | job_control
+                                    "task_timeout", "strength", "strict"} | job_control
     for other in (resume, plan):
         for name in set(other) & set(run):
             assert other[name] == run[name], name  # names, defaults, types, help: one option
@@ -111,6 +130,19 @@ def test_every_job_setting_is_a_run_option():
     assert {n for n in run if n not in keywords} == {
         "model_name", "spec_path", "dry_run", "executor", "manifest", "force", "keep_parts",
         "summary_json"}
+
+
+def test_phone_footage_options_reach_the_config():
+    from nhance_batch.cli.options import config_from_options
+
+    default = config_from_options("in", "out", {})
+    assert (default.encode.codec, default.encode.crf, default.encode.hdr) == ("match", None,
+                                                                               "keep")
+    assert (default.model.strength, default.strict) == (1.0, False)
+    chosen = config_from_options("in", "out", {"codec": "auto", "hdr": "sdr", "strength": 0.25,
+                                               "strict": True})
+    assert (chosen.encode.codec, chosen.encode.hdr) == ("auto", "sdr")
+    assert (chosen.model.strength, chosen.strict) == (0.25, True)
 
 
 def test_the_options_module_lists_its_groups_truly():

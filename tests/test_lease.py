@@ -239,10 +239,10 @@ def test_heartbeat_exception_marks_the_lease_lost(tmp_path: Path,
     lease = Lease(path, ttl=0.3, owner="me")
     lease.acquire()
 
-    def broken(record):  # type: ignore[no-untyped-def]
+    def broken(record, version):  # type: ignore[no-untyped-def]
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(lease, "_write_replace", broken)
+    monkeypatch.setattr(lease.backend, "replace", broken)
     assert not lease.lost
     lease.start_heartbeat()
     assert _wait_for(lambda: lease._thread is not None and not lease._thread.is_alive())
@@ -259,26 +259,26 @@ def test_transient_heartbeat_errors_are_retried_within_the_ttl(
     path = _lease_path(tmp_path)
     lease = Lease(path, ttl=1.2, owner="me")
     lease.acquire()
-    real = lease._write_replace
+    real = lease.backend.replace
     failures = []
 
-    def flaky(record):  # type: ignore[no-untyped-def]
+    def flaky(record, version):  # type: ignore[no-untyped-def]
         if len(failures) < 1:
             failures.append(record)
             raise TimeoutError("store timed out")
-        real(record)
+        return real(record, version)
 
-    monkeypatch.setattr(lease, "_write_replace", flaky)
+    monkeypatch.setattr(lease.backend, "replace", flaky)
     lease.start_heartbeat()
     try:
         first = json.loads(Path(path).read_text())["heartbeat"]
         assert _wait_for(lambda: json.loads(Path(path).read_text())["heartbeat"] > first, 5)
         assert failures and not lease.lost  # one timeout, retried in time: still ours
 
-        def always(record):  # type: ignore[no-untyped-def]
+        def always(record, version):  # type: ignore[no-untyped-def]
             raise TimeoutError("store gone")
 
-        monkeypatch.setattr(lease, "_write_replace", always)
+        monkeypatch.setattr(lease.backend, "replace", always)
         assert _wait_for(lambda: lease.lost, timeout=5)  # no renewal for a whole ttl
         assert "TimeoutError" in (lease.lost_reason or "") or "ttl" in (lease.lost_reason or "")
     finally:
@@ -335,7 +335,7 @@ def test_store_without_preconditions_falls_back_to_read_back() -> None:
     url = f"memory://{bucket}/_nhance/lease.json"
     first = lease_for(url, None, ttl=LONG_TTL, owner="first")
     assert isinstance(first, lease_module.StoreLease)
-    assert isinstance(first._store, PlainObject) and not first._store.atomic
+    assert isinstance(first.backend.object, PlainObject) and not first.backend.object.atomic
     first.acquire()
     assert live_holder(url)["owner"] == "first"
     with pytest.raises(LeaseError, match="first"):
@@ -404,3 +404,30 @@ def test_rerun_right_after_kill_9_is_not_refused(tmp_path: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "another nhance-batch driver" not in rerun.stderr
     assert not lease_file.exists()
+
+
+def test_lease_file_backend_writes_only_at_the_version_it_was_given(tmp_path: Path) -> None:
+    """The local backend's four operations, each conditional on the version (the content's
+    hash), like the stores' conditional requests; its writer holds the lifetime lock."""
+    from nhance_batch.state.lease_backends import LeaseFile
+
+    backend = LeaseFile(_lease_path(tmp_path))
+    assert backend.read() is None
+    first = backend.create({"owner": "a", "lock": False})
+    assert first is not None
+    assert backend.create({"owner": "b", "lock": False}) is None  # exists: refused
+    found = backend.read()
+    assert found is not None and found.version == first
+    assert found.record == {"owner": "a", "lock": True}  # the writer holds the lifetime lock
+    assert not found.lock_free  # held by this backend
+    second = backend.replace({"owner": "a", "n": 2}, first)
+    assert second is not None and second != first
+    assert backend.replace({"owner": "c"}, first) is None  # stale version: refused
+    assert backend.read().record["owner"] == "a"
+    assert backend.delete(first) is False and os.path.exists(backend.where)  # stale: kept
+    assert not os.path.exists(backend.where + ".lock")  # a delete lets go of the lock
+    found = backend.read()
+    assert found is not None and found.lock_free is False  # no lock file: proves nothing
+    Path(backend.where + ".lock").touch()  # left by a holder that died
+    assert backend.read().lock_free is True
+    assert backend.delete(second) is True and backend.read() is None

@@ -158,7 +158,7 @@ def test_plain_parquet_readable(tmp_path: Path) -> None:
     assert table.column_names == [
         "input", "relative", "output", "fingerprint", "size", "status", "error", "note",
         "frames", "chunk_frames", "overlap", "run", "seconds", "added_flicker", "model_flicker",
-        "output_bytes", "output_name", "preview", "metrics", "chunks",
+        "output_bytes", "output_name", "preview", "metrics", "output_codec", "chunks",
     ]
     assert table.schema.remove_metadata().equals(SCHEMA)
     assert str(table.schema.field("size").type) == "int64"
@@ -331,6 +331,8 @@ def test_summarize_for_status() -> None:
         "added_flicker": None,
         "metrics": None,
         "preview": None,
+        "output_codec": None,
+        "size_ratio": None,
     }
     assert v["chunks"] == [
         {"index": 0, "status": DONE, "run": 1, "attempts": 1, "error": None},
@@ -361,3 +363,10 @@ def test_summarize_for_status() -> None:
     m.videos[2].status = DONE
     s = summarize(m)
     assert s["eta_seconds"] == 0.0 and s["progress"]["videos_done"] == 2
+
+
+def test_status_gives_each_videos_codec_and_size_ratio() -> None:
+    m = sample_manifest()
+    m.videos[0].output_codec, m.videos[0].size, m.videos[0].output_bytes = "libx265", 400, 100
+    entry = summarize(m)["videos"][0]
+    assert (entry["output_codec"], entry["size_ratio"]) == ("libx265", 0.25)

@@ -283,6 +283,27 @@ def test_streaming_stabiliser_equals_process_chunk_in_any_batching():
         incomplete.result()
 
 
+def test_stabiliser_measures_against_given_model_inputs_and_finishes_as_asked():
+    """``add(..., inputs=)``: gains are measured against what the model was given (an HDR
+    frame's float rendition), not the frames; ``result(finish)`` makes each own frame."""
+    from nhance_batch.temporal import ChunkStabiliser, frame_gains, process_chunk
+
+    rng = np.random.default_rng(8)
+    inputs = rng.integers(0, 65536, (6, 4, 5, 3), dtype=np.uint16)
+    given = rng.uniform(0.0, 1.0, inputs.shape).astype(np.float32)
+    outputs = rng.uniform(-0.1, 1.1, inputs.shape).astype(np.float32)
+    stabiliser = ChunkStabiliser(inputs, slice(1, 5), 2, dtype=np.uint16)
+    stabiliser.add(0, outputs[:3], inputs=given[:3])
+    stabiliser.add(3, outputs[3:], inputs=given[3:])
+    seen = []
+    result = stabiliser.result(lambda t, y: (seen.append(t), np.full((1, 4, 5, 3), t,
+                                                                     np.uint16))[1])
+    np.testing.assert_array_equal(result.gains_before, frame_gains(given, outputs)[1:5])
+    assert seen == [1, 2, 3, 4] and [int(f[0, 0, 0]) for f in result.frames] == seen
+    reference = process_chunk(given, outputs, slice(1, 5), 2, dtype=np.uint16)
+    np.testing.assert_array_equal(stabiliser.result().frames, reference.frames)
+
+
 def test_auto_chunk_frames_follow_the_frame_size(monkeypatch):
     from nhance_batch.config import ChunkConfig, auto_chunk_frames
 

@@ -43,7 +43,7 @@ class BrowserVideo:
 
     def __init__(self, container: Any, stream: Any, size: tuple[int, int], time_base: Fraction,
                  audio: _AudioCopy | None) -> None:
-        from nhance_batch.media._color import Converter
+        from nhance_batch.media.color import Converter
 
         self._container, self._stream = container, stream
         self._width, self._height = size
@@ -220,7 +220,7 @@ def open_browser_video(
     """
     import av
 
-    from nhance_batch.media.safe_open import _ffmpeg_reason, open_input, open_output
+    from nhance_batch.media.safe_open import ffmpeg_reason, open_input, open_output
     from nhance_batch.media.encode import mov_options
 
     settings = encoding or BrowserEncoding()
@@ -255,7 +255,7 @@ def open_browser_video(
         except av.FFmpegError as exc:
             from nhance_batch.media.errors import MediaError
 
-            raise MediaError(sdest, f"encoding failed ({_ffmpeg_reason(exc)})") from None
+            raise MediaError(sdest, f"encoding failed ({ffmpeg_reason(exc)})") from None
 
 
 def nominal_rate(average: Fraction | None, pts: tuple[int, ...], time_base: Fraction) -> Fraction:

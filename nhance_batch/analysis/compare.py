@@ -113,7 +113,10 @@ def render_compare(
     _check_options(mode, position, period)
     binfo, ainfo = probe(before), probe(after)
     check_pair(binfo, ainfo)
-    width, height = display_size(ainfo)
+    # both halves with the source's pixel shape: the output is the same picture (and an
+    # output written without its sample aspect ratio still lines up)
+    shape = binfo.sample_aspect_ratio
+    width, height = display_size(ainfo, shape)
     if mode == "side-by-side":
         width *= 2
     tb = ainfo.time_base
@@ -121,8 +124,9 @@ def render_compare(
     with open_browser_video(out, width=width, height=height, time_base=tb,
                             rate=nominal_rate(ainfo.average_rate, ainfo.pts, tb),
                             audio_from=before, color=ainfo.color, encoding=encoding) as video:
-        for (_, _, bframe), (_, pts, aframe) in zip(iter_frames(before, binfo),
-                                                    iter_frames(after, ainfo), strict=True):
+        for (_, _, bframe), (_, pts, aframe) in zip(
+                iter_frames(before, binfo, pixel_shape=shape),
+                iter_frames(after, ainfo, pixel_shape=shape), strict=True):
             where = position
             if mode == "swipe":
                 where = swipe_position(float((pts - first) * tb), period)

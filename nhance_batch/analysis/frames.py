@@ -3,13 +3,17 @@
 Decoding goes through the media layer's safe open and its swscale :class:`Converter` (the
 source's matrix and range), always into 8-bit RGB: what people look at and what the metrics
 measure. The display matrix (rotation and flips) is applied to the pixels the way FFmpeg's
-player and command line apply it, so every frame comes out the way a player shows it.
+player and command line apply it, so every frame comes out the way a player shows it. Where
+pictures are shown (previews, comparisons, stills), non-square pixels (a sample aspect ratio
+such as 128:117) are resampled to square ones, widening or narrowing the frame as players
+do; metrics take the coded pixels.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 
 import numpy as np
 
@@ -59,11 +63,21 @@ def upright(frame: np.ndarray, info: VideoInfo) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def display_size(info: VideoInfo) -> tuple[int, int]:
-    """``(width, height)`` of ``info``'s frames as shown (rotation applied)."""
+def square_size(info: VideoInfo, pixel_shape: Fraction | None) -> tuple[int, int]:
+    """``(width, height)`` of ``info``'s coded frames once pixels of ``pixel_shape`` (width /
+    height; None: square) are made square: the width scales, as players scale it."""
+    if not pixel_shape or pixel_shape == 1:
+        return info.width, info.height
+    return max(1, round(info.width * pixel_shape)), info.height
+
+
+def display_size(info: VideoInfo, pixel_shape: Fraction | None = None) -> tuple[int, int]:
+    """``(width, height)`` of ``info``'s frames as shown (rotation applied; pixels of
+    ``pixel_shape`` made square, see :func:`square_size`)."""
+    width, height = square_size(info, pixel_shape)
     swapped = any(op in ("rot90", "rot270", "transpose", "antitranspose")
                   for op in _orientation(info))
-    return (info.height, info.width) if swapped else (info.width, info.height)
+    return (height, width) if swapped else (width, height)
 
 
 def seconds(info: VideoInfo) -> np.ndarray:
@@ -73,11 +87,14 @@ def seconds(info: VideoInfo) -> np.ndarray:
 
 
 def iter_frames(
-    path: str | os.PathLike[str], info: VideoInfo, indices: Iterable[int] | None = None
+    path: str | os.PathLike[str], info: VideoInfo, indices: Iterable[int] | None = None,
+    *, pixel_shape: Fraction | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(index, pts, rgb)`` for the frames of ``path`` (all, or ``indices``), in order.
 
-    ``rgb`` is an upright ``uint8 [H, W, 3]`` array. Frames are decoded in one pass;
+    ``rgb`` is an upright ``uint8 [H, W, 3]`` array, resampled (bicubic, in the RGB
+    conversion) so that pixels of ``pixel_shape`` become square: pass
+    ``info.sample_aspect_ratio`` to get the picture as shown (:func:`display_size`). Frames are decoded in one pass;
     between wanted frames more than :data:`SEEK_GAP_FRAMES` apart the decoder seeks to the
     keyframe before the next one instead of decoding through. Only the wanted frames are
     converted; memory stays one frame.
@@ -88,8 +105,8 @@ def iter_frames(
     """
     import av
 
-    from nhance_batch.media._color import Converter, sws_colorspace, sws_range
-    from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
+    from nhance_batch.media.color import Converter, sws_colorspace, sws_range
+    from nhance_batch.media.safe_open import ffmpeg_reason, open_input
     from nhance_batch.media.errors import MediaError
 
     spath = os.fspath(path)
@@ -98,8 +115,11 @@ def iter_frames(
         return
     if wanted[0] < 0 or wanted[-1] >= info.frame_count:
         raise ValueError(f"frame indices outside 0..{info.frame_count - 1}")
+    size = square_size(info, pixel_shape)
+    resample = ({"width": size[0], "height": size[1], "interpolation": "BICUBIC"}
+                if size != (info.width, info.height) else {})
     convert = Converter(format="rgb24", src_colorspace=sws_colorspace(info.color),
-                        src_color_range=sws_range(info.color))
+                        src_color_range=sws_range(info.color), **resample)
     with open_input(spath) as container:
         stream = container.streams[info.stream_index]
         stream.codec_context.thread_type = "AUTO"
@@ -109,7 +129,7 @@ def iter_frames(
                 frame = reader.get(target)
                 yield target, int(frame.pts), upright(convert(frame).to_ndarray(), info)
         except av.FFmpegError as exc:
-            raise MediaError(spath, f"decoding failed ({_ffmpeg_reason(exc)})") from None
+            raise MediaError(spath, f"decoding failed ({ffmpeg_reason(exc)})") from None
 
 
 class _Reader:

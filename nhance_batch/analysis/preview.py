@@ -3,7 +3,7 @@
 Outputs written with ``--lossless`` (FFV1), from 10-bit sources or at odd sizes (4:4:4) do
 not play in browsers. A preview is the same video as H.264 yuv420p in MP4 with faststart:
 every frame with its own timestamp (variable frame rates kept), upright (the display matrix
-applied to the pixels), odd sizes padded by one row or column, and the audio packets copied.
+applied to the pixels), with square pixels (a sample aspect ratio resampled), odd sizes padded by one row or column, and the audio packets copied.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def render_preview(video: str, out: str, *, audio_from: str | None = None,
     from nhance_batch.media.probe import probe
 
     info = probe(video)
-    width, height = display_size(info)
+    width, height = display_size(info, info.sample_aspect_ratio)
     with open_browser_video(out, width=width, height=height, time_base=info.time_base,
                             rate=nominal_rate(info.average_rate, info.pts, info.time_base),
                             audio_from=os.fspath(audio_from or video), color=info.color,
                             encoding=encoding) as writer:
-        for _, pts, frame in iter_frames(video, info):
+        for _, pts, frame in iter_frames(video, info, pixel_shape=info.sample_aspect_ratio):
             writer.write(frame, pts)

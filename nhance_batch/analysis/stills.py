@@ -19,7 +19,7 @@ def frame_index_at(info, t: float) -> int:
 
 def frame_at(path: str | os.PathLike[str], t: float) -> np.ndarray:
     """The upright RGB ``uint8 [H, W, 3]`` frame of the local video ``path`` shown at ``t``
-    seconds from its first frame.
+    seconds from its first frame, as shown: non-square pixels resampled to square ones.
 
     Raises:
         MediaError: the file cannot be read.
@@ -29,7 +29,7 @@ def frame_at(path: str | os.PathLike[str], t: float) -> np.ndarray:
 
     info = probe(path)
     index = frame_index_at(info, t)
-    for _, _, frame in iter_frames(path, info, [index]):
+    for _, _, frame in iter_frames(path, info, [index], pixel_shape=info.sample_aspect_ratio):
         return frame
     raise AssertionError("unreachable: iter_frames yields every index asked for")
 

@@ -1,11 +1,10 @@
 """The ``nhance-batch`` command line: thin wrappers over the library, one module per command group.
 
-Exit codes: 0 success, 1 some work failed, 2 usage or configuration errors.
+Exit codes: 0 success, 1 some work failed, 2 usage or configuration errors. Quiet by default
+(:mod:`nhance_batch.logs`); ``nhance-batch -v COMMAND`` shows every log line.
 """
 
 from __future__ import annotations
-
-import os
 
 import click
 
@@ -25,8 +24,15 @@ from nhance_batch.cli.submit import submit
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="nhance-batch")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, envvar="NHANCE_VERBOSE",
+              help="Show every log line: TensorFlow's, XLA's, CUDA's and Ray's too, in this "
+                   "process and the enhancer workers (or NHANCE_VERBOSE=1). Without it only "
+                   "the progress, the summary and warnings you can act on are shown.")
+def cli(verbose: bool) -> None:
     """Enhance phone videos and photos with the DPED photo enhancer, on a laptop or a Ray cluster."""
+    from nhance_batch import logs
+
+    logs.configure(verbose)
 
 
 cli.add_command(run)
@@ -44,6 +50,4 @@ cli.add_command(plan)
 
 
 def main() -> None:
-    # TensorFlow's C++ start-up chatter is noise for a CLI user; errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cli()

@@ -11,9 +11,11 @@ import click
 @click.option("--download/--no-download", default=False,
               help="Download models that are not found locally.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models(download: bool, as_json: bool) -> None:
+@click.pass_context
+def models(ctx: click.Context, download: bool, as_json: bool) -> None:
     """List the models and where each was found (NHANCE_MODELS, the cache, or not yet), then
-    the user's own fine-tuned models with their validation metrics."""
+    the user's own fine-tuned models with their validation metrics. With --download, exits 1
+    when a model could not be downloaded."""
     from nhance_batch.model.registry import (ModelError, default_model, list_user_models,
                                              load_registry, read_user_model, resolve,
                                              user_models_dir)
@@ -49,7 +51,16 @@ def models(download: bool, as_json: bool) -> None:
                      "metrics": metrics})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
+    else:
+        _print_rows(rows)
+    failed = [row["name"] for row in rows if download and row["kind"] == "published"
+              and row["error"]]
+    if failed:
+        click.echo(f"error: {', '.join(failed)} could not be downloaded (see above)", err=True)
+        ctx.exit(1)
+
+
+def _print_rows(rows: list[dict]) -> None:
     for row in rows:
         mark = "*" if row["default"] else " "
         status = f"{row['source']}: {row['path']}" if row["path"] else f"unresolved: {row['error']}"

@@ -5,11 +5,11 @@ A group is a decorator that adds its options to a command, in the order declared
 options a resume may change, ``plan`` those that shape its estimate: each command says which
 where it is declared.
 
-- ``MODEL``: --model --model-path --precision --jit
+- ``MODEL``: --model --model-path --precision --jit --strength
 - ``CHUNKING``: --chunk-frames --overlap --temporal-radius
-- ``ENCODING``: --lossless --codec --crf --preset --previews
+- ``ENCODING``: --lossless --codec --crf --preset --hdr --previews
 - ``CLUSTER``: --address --workers --max-retries --threads --dashboard --gpus-per-worker
-- ``LIMITS``: --max-pixels --max-frames --task-timeout
+- ``LIMITS``: --max-pixels --max-frames --task-timeout --strict
 - ``STORAGE``: --storage-options
 - ``JOB_CONTROL``: --executor --manifest --force --keep-parts --summary-json
 
@@ -110,6 +110,11 @@ MODEL = OptionGroup((
     _option("--jit", type=click.Choice(["auto", "on", "off"]), default=None,
             help="XLA on, off (TensorFlow graph mode), or auto: the faster one measured on "
                  "this machine, cached [default: auto]."),
+    _option("--strength", type=click.FloatRange(min=0.0, max=1.0), default=None,
+            metavar="S",
+            help="How much of the enhancement to keep, 0 to 1: the input blended with the "
+                 "enhanced frame in the model's domain; 0 gives back the input's picture "
+                 "[default: 1]."),
 ))
 
 #: which model to run, for the commands that take no other model settings
@@ -131,13 +136,19 @@ ENCODING = OptionGroup((
     _option("--lossless", is_flag=True,
             help="Encode losslessly (FFV1): decoded output frames equal the enhancer's output "
                  "exactly."),
-    _option("--codec", default=None,
-            help="Video encoder (libx264, libx265, h264_nvenc...), or auto: a hardware encoder "
-                 "(NVENC) when one works on this machine, else libx264, with a note "
-                 "[default: libx264]."),
+    _option("--codec", default=None, metavar="match|auto|NAME",
+            help="Video encoder: match (the source's family: H.264 -> libx264, HEVC -> libx265 "
+                 "at its bit depth, AV1 -> libsvtav1, VP9 -> libvpx-vp9, others H.264 or HEVC "
+                 "Main 10), auto (the hardware encoder of that family where one works), or "
+                 "an FFmpeg encoder name [default: match]."),
     _option("--crf", type=click.IntRange(min=0, max=63), default=None,
-            help="Constant rate factor [default: 18]."),
+            help="Constant rate factor [default: the encoder's own, about x264 CRF 18: "
+                 "x264 18, x265 19, SVT-AV1 23, VP9 25]."),
     _option("--preset", default=None, help="Encoder preset [default: medium]."),
+    _option("--hdr", type=click.Choice(["keep", "sdr"]), default=None,
+            help="HDR (PQ or HLG) sources: keep them HDR (transfer, primaries, bit depth and "
+                 "HDR10 metadata), or write the SDR BT.709 8-bit rendition the model works "
+                 "in [default: keep]."),
     _option("--previews", is_flag=True,
             help="Also write a browser-playable H.264 preview of each output under "
                  "OUTPUT/_nhance/preview/."),
@@ -168,6 +179,9 @@ LIMITS = OptionGroup((
     _option("--task-timeout", type=click.FloatRange(min=0), default=None,
             help="Seconds after which a hung decode or encode task is ended and retried "
                  "(0: no limit) [default: 900]."),
+    _option("--strict", is_flag=True,
+            help="A damaged recording (frames at its end that do not decode) fails, instead "
+                 "of keeping the frames that decode with a note."),
 ))
 
 STORAGE = OptionGroup((

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from nhance_batch.estimate import JobPlan
 
 #: what shapes the estimate: plan runs no job, so of the cluster options only the enhancer's
-#: threads (its calibration) count, and previews and the task timeout change nothing
-PLAN_OPTIONS = compose(MODEL, CHUNKING, ENCODING.without("previews"), CLUSTER.only("threads"),
-                       LIMITS.without("task_timeout"), STORAGE)
+#: threads (its calibration) count, and the strength, previews, the task timeout and strict
+#: change nothing it estimates
+PLAN_OPTIONS = compose(MODEL.without("strength"), CHUNKING, ENCODING.without("previews"),
+                       CLUSTER.only("threads"), LIMITS.without("task_timeout", "strict"),
+                       STORAGE)
 
 
 def _human_bytes(n: int | None) -> str:

@@ -39,10 +39,22 @@ def execute(config: RunConfig, *, executor_name: str, manifest: str | None, forc
     except KeyboardInterrupt:
         click.echo("interrupted: finished chunks are recorded; run again to resume", err=True)
         return 130
-    print_summary(summary, reporter.console)
+    if summary.already_done:
+        _print_already_done(summary, config.output)
+    else:
+        print_summary(summary, reporter.console)
     if summary_json:
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2, default=str))
     return summary.exit_code
+
+
+def _print_already_done(summary, output: str) -> None:
+    """What a rerun of a finished job says: that, and where its outputs are."""
+    count = len(summary.videos)
+    click.echo(f"already done: {count} video{'s' if count != 1 else ''} in {output}, "
+               "finished and unchanged since; nothing to do. Outputs:", err=True)
+    for video in summary.videos:
+        click.echo(f"  {video.output}  ({video.frames} frames, from {video.input})", err=True)
 
 
 def _config_from_spec(spec_path: Path, input_spec: str | None, output: str | None,

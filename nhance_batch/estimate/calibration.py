@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from nhance_batch.storage.objects import write_bytes
+
 #: Cache file name under the cache folder.
 CACHE_FILE = "calibration.json"
 #: Bumped when what is measured changes, so old entries are not reused.
@@ -369,16 +371,12 @@ def cached(key: str, path: Path | None = None) -> Calibration | None:
 
 
 def store(calibration: Calibration, path: Path | None = None) -> Path:
-    """Add ``calibration`` to the cache file (written whole under a temporary name, then
-    renamed, so a concurrent reader never sees half a file)."""
+    """Add ``calibration`` to the cache file (an atomic write, so a concurrent reader never
+    sees half a file)."""
     path = path or cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = _read_cache(path)
     data[calibration.key] = {**calibration.as_dict(), "cached": False}
-    handle, tmp = tempfile.mkstemp(prefix=".calibration-", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    write_bytes(str(path), json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
     return path
 
 

@@ -9,9 +9,11 @@ from typing import Any, Callable
 
 
 def backend() -> str:
-    import keras
+    """The Keras backend's name; the first call loads it (:func:`ensure_backend`: the
+    installed one, its start-up noise hidden)."""
+    from nhance_batch.model.backend import ensure_backend
 
-    return keras.backend.backend()
+    return ensure_backend()
 
 
 def value_and_grad(fn: Callable) -> Callable:

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from nhance_batch.finetune.train import FinetuneConfig, FinetuneError, Progress
+from nhance_batch.storage.objects import write_bytes
 
 POLL_S = 1.0
 # errors that mean bad data or settings (exit 2), whichever process raised them
@@ -117,9 +118,7 @@ def finetune_on_cluster(config: FinetuneConfig, address: str,
             target = user_models_dir() / config.name
             target.mkdir(parents=True, exist_ok=True)
             for name, blob in ray.get(actor.files.remote()).items():
-                tmp = target / f".{name}.part"
-                tmp.write_bytes(blob)
-                tmp.replace(target / name)
+                write_bytes(str(target / name), blob)
         return {**result, "ray_actor": placement} if result is not None else result
     except KeyboardInterrupt:
         ray.get(actor.stop.remote())  # the actor saves its state at the next step

@@ -199,7 +199,8 @@ def finetune(config: FinetuneConfig, progress: Callable[[Progress], None] | None
     """Run the fine-tune described by ``config``; returns the written ``model.json`` as a dict.
 
     ``progress`` is called after every step; ``stop`` (polled every step) ends the run early
-    after saving its state, for a later ``resume``.
+    after saving its state, for a later ``resume`` (then the result is ``{"stopped_at":
+    step}``).
 
     Raises:
         PairError: bad training data (all problems listed), before any training.
@@ -207,19 +208,10 @@ def finetune(config: FinetuneConfig, progress: Callable[[Progress], None] | None
             saved state made with other settings or data.
         ModelError: the base model cannot be resolved.
     """
-    from keras import ops
-
-    from nhance_batch import storage
-    from nhance_batch.finetune import backend as B
-    from nhance_batch.finetune import discriminator as D
     from nhance_batch.finetune.content import load_content
-    from nhance_batch.finetune.export import checkpoint_bytes, data_file_name, index_file_name
     from nhance_batch.finetune.metrics import Evaluator
     from nhance_batch.finetune.pairs import load_pairs
-    from nhance_batch.finetune.patches import ImageCache, PatchSampler
-    from nhance_batch.finetune.state import (TrainState, load_state, mismatches, remove_state,
-                                             save_state)
-    from nhance_batch.model.dped import DPEDWeights
+    from nhance_batch.finetune.state import load_state
 
     opts = config.storage_options
     out = config.out_url()
@@ -227,62 +219,102 @@ def finetune(config: FinetuneConfig, progress: Callable[[Progress], None] | None
                        seed=config.seed, storage_options=opts)
     settings = config.settings(pairs.fingerprint)
     saved = load_state(out, opts)
-    model_json_url = storage.join(out, MODEL_JSON)
-    if saved is None and storage.exists(model_json_url, opts):
-        finished = " (it is finished: there is nothing to resume)" if config.resume else ""
-        raise FinetuneError(f"a model already exists in {storage.redact(out)}{finished}; "
-                            "choose another --name or --out, or delete it")
-    if saved is not None and not config.resume:
-        raise FinetuneError(f"{storage.redact(out)} holds an unfinished fine-tune (step "
-                            f"{saved.step}); pass --resume to continue it, or delete "
-                            f"{storage.redact(storage.join(out, '_train'))}")
-    if saved is not None:
-        diff = mismatches(saved.settings, settings)
-        if diff:
-            raise FinetuneError("cannot resume: the saved state was made with other settings "
-                                "or data:\n  " + "\n  ".join(diff))
-        if saved.step > config.steps:
-            raise FinetuneError(f"cannot resume: the saved state is at step {saved.step}, past "
-                                f"--steps {config.steps}")
+    _check_start(config, out, saved, settings)
 
     base_weights, base_info = _resolve_base(config.base)
     base_arrays = base_weights.arrays()
     content = load_content(config.content)
     evaluator = Evaluator(pairs.validation or pairs.train, opts, jit=config.jit)
-    on_validation = "validation" if pairs.validation else "training (too few pairs to split)"
-
-    if saved is not None:
-        state = saved
-    else:
-        state = TrainState(0, [np.array(a) for a in base_arrays],
-                           D.init(config.patch, config.seed),
-                           B.adam_init(base_arrays), None, settings, [])
-        state.d_opt = B.adam_init(state.discriminator)
+    metrics = {"on": "validation" if pairs.validation else "training (too few pairs to split)"}
+    state = saved if saved is not None else _new_state(config, base_arrays, settings)
     state.starts.append(state.step)
-    identity_metrics = evaluator.identity()
-    base_metrics = evaluator.evaluate(base_arrays)
+    metrics["identity"] = evaluator.identity()
+    metrics["base"] = evaluator.evaluate(base_arrays)
     if not state.history:
-        state.history.append({"step": 0, **base_metrics})
+        state.history.append({"step": 0, **metrics["base"]})
 
+    final = _train(config, state, pairs, content, evaluator, out, progress, stop)
+    if final is None:
+        return {"stopped_at": state.step}
+    metrics["finetuned"] = evaluator.evaluate(final)
+    if not state.history or state.history[-1]["step"] != config.steps:
+        state.history.append({"step": config.steps, **metrics["finetuned"]})
+    return _export(config, out, final, _model_info(config, base_info, content.source, pairs,
+                                                   metrics, state))
+
+
+def _check_start(config: FinetuneConfig, out: str, saved: Any,
+                 settings: dict[str, Any]) -> None:
+    """Refuse to write over a finished model, to start afresh over an unfinished one, and to
+    resume a state made with other settings or data or past ``steps``.
+
+    Raises:
+        FinetuneError: the reason, with what to do about it.
+    """
+    from nhance_batch import storage
+    from nhance_batch.finetune.state import mismatches
+
+    if saved is None and storage.exists(storage.join(out, MODEL_JSON), config.storage_options):
+        finished = " (it is finished: there is nothing to resume)" if config.resume else ""
+        raise FinetuneError(f"a model already exists in {storage.redact(out)}{finished}; "
+                            "choose another --name or --out, or delete it")
+    if saved is None:
+        return
+    if not config.resume:
+        raise FinetuneError(f"{storage.redact(out)} holds an unfinished fine-tune (step "
+                            f"{saved.step}); pass --resume to continue it, or delete "
+                            f"{storage.redact(storage.join(out, '_train'))}")
+    diff = mismatches(saved.settings, settings)
+    if diff:
+        raise FinetuneError("cannot resume: the saved state was made with other settings "
+                            "or data:\n  " + "\n  ".join(diff))
+    if saved.step > config.steps:
+        raise FinetuneError(f"cannot resume: the saved state is at step {saved.step}, past "
+                            f"--steps {config.steps}")
+
+
+def _new_state(config: FinetuneConfig, base_arrays: list, settings: dict[str, Any]) -> Any:
+    """The state at step 0: the base generator, a fresh discriminator, Adam at rest."""
+    from nhance_batch.finetune import backend as B
+    from nhance_batch.finetune import discriminator as D
+    from nhance_batch.finetune.state import TrainState
+
+    state = TrainState(0, [np.array(a) for a in base_arrays], D.init(config.patch, config.seed),
+                       B.adam_init(base_arrays), None, settings, [])
+    state.d_opt = B.adam_init(state.discriminator)
+    return state
+
+
+def _tensors(arrays: list) -> list:
+    from keras import ops
+
+    return [ops.convert_to_tensor(a) for a in arrays]
+
+
+def _optimizer_tensors(opt: dict) -> dict:
+    from keras import ops
+
+    return {k: (ops.convert_to_tensor(v) if k == "t" else _tensors(v)) for k, v in opt.items()}
+
+
+def _train(config: FinetuneConfig, state: Any, pairs: Any, content: Any, evaluator: Any,
+           out: str, progress: Callable[[Progress], None] | None,
+           stop: Callable[[], bool] | None) -> list[np.ndarray] | None:
+    """Train from ``state.step`` to ``config.steps``, validating every ``eval_every`` steps and
+    saving the state every ``checkpoint_every`` steps and when ``stop`` says so; returns the
+    final generator's arrays, or None when stopped (its state saved)."""
+    from nhance_batch.finetune import backend as B
+    from nhance_batch.finetune.patches import ImageCache, PatchSampler
+    from nhance_batch.finetune.state import save_state
+
+    opts = config.storage_options
     sampler = PatchSampler(pairs.train, patch=config.patch, batch=config.batch, seed=config.seed,
                            cache=ImageCache(storage_options=opts))
     start_step, started = state.step, time.perf_counter()
-    g = [ops.convert_to_tensor(a) for a in state.generator]
-    d = [ops.convert_to_tensor(a) for a in state.discriminator]
-    g_opt = {k: (ops.convert_to_tensor(v) if k == "t" else [ops.convert_to_tensor(a) for a in v])
-             for k, v in state.g_opt.items()}
-    d_opt = {k: (ops.convert_to_tensor(v) if k == "t" else [ops.convert_to_tensor(a) for a in v])
-             for k, v in state.d_opt.items()}
+    g, d = _tensors(state.generator), _tensors(state.discriminator)
+    g_opt, d_opt = _optimizer_tensors(state.g_opt), _optimizer_tensors(state.d_opt)
     step_fn = make_step(config.weights, content.features, jit=config.jit, lr=config.lr) \
         if config.steps > state.step else None
-
-    def snapshot(step: int) -> None:
-        state.step = step
-        state.generator, state.discriminator = B.to_numpy(g), B.to_numpy(d)
-        state.g_opt, state.d_opt = B.to_numpy(g_opt), B.to_numpy(d_opt)
-        save_state(out, state, opts)
-
-    stopped = False
     try:
         for step in range(state.step, config.steps):
             phone, target, swaps = sampler.batch(step)
@@ -296,30 +328,29 @@ def finetune(config: FinetuneConfig, progress: Callable[[Progress], None] | None
             checkpointed = done % config.checkpoint_every == 0 and done < config.steps
             interrupted = stop is not None and stop()
             if checkpointed or interrupted:
-                snapshot(done)
+                state.step = done
+                state.generator, state.discriminator = B.to_numpy(g), B.to_numpy(d)
+                state.g_opt, state.d_opt = B.to_numpy(g_opt), B.to_numpy(d_opt)
+                save_state(out, state, opts)
             if progress is not None:
                 elapsed = time.perf_counter() - started
                 progress(Progress(done, config.steps, start_step, losses,
                                   (done - start_step) / elapsed if elapsed > 0 else 0.0,
                                   elapsed, checkpointed or interrupted, validation))
             if interrupted:
-                stopped = True
-                break
+                return None
     finally:
         sampler.close()
-    if stopped:
-        return {"stopped_at": state.step}
+    return B.to_numpy(g)
 
-    final = B.to_numpy(g)
-    final_metrics = evaluator.evaluate(final)
-    if not state.history or state.history[-1]["step"] != config.steps:
-        state.history.append({"step": config.steps, **final_metrics})
-    variables = DPEDWeights.from_arrays([np.asarray(a, np.float32) for a in final]).to_variables()
-    index, data = checkpoint_bytes(variables)
-    import hashlib
 
-    files = {index_file_name(config.name): index, data_file_name(config.name): data}
-    info = {
+def _model_info(config: FinetuneConfig, base_info: dict, content_source: Any, pairs: Any,
+                metrics: dict, state: Any) -> dict[str, Any]:
+    """``model.json`` without its ``files`` and ``created`` (:func:`_export` adds them)."""
+    from nhance_batch import storage
+    from nhance_batch.finetune import backend as B
+
+    return {
         "name": config.name,
         "kind": "dped-generator",
         "checkpoint": config.name,
@@ -330,23 +361,40 @@ def finetune(config: FinetuneConfig, progress: Callable[[Progress], None] | None
         "lr": config.lr,
         "seed": config.seed,
         "loss_weights": asdict(config.weights),
-        "content": {"network": config.content, "weights": content.source},
+        "content": {"network": config.content, "weights": content_source},
         "data": {"pairs": storage.redact(config.pairs), "fingerprint": pairs.fingerprint,
                  "phone_dir": pairs.phone_dir, "target_dir": pairs.target_dir,
                  "train_pairs": len(pairs.train), "validation_pairs": len(pairs.validation),
                  "validation_names": [p.name for p in pairs.validation]},
-        "metrics": {"on": on_validation, "identity": identity_metrics, "base": base_metrics,
-                    "finetuned": final_metrics},
+        "metrics": metrics,
         "history": state.history,
         "run_starts": state.starts,
         "backend": B.backend(),
-        "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _export(config: FinetuneConfig, out: str, final: list[np.ndarray],
+            info: dict[str, Any]) -> dict[str, Any]:
+    """Write the checkpoint's two files, then ``model.json`` (the model is complete once it
+    is there), and remove the training state; returns ``model.json`` as written."""
+    import hashlib
+
+    from nhance_batch import storage
+    from nhance_batch.finetune.export import checkpoint_bytes, data_file_name, index_file_name
+    from nhance_batch.finetune.state import remove_state
+    from nhance_batch.model.dped import DPEDWeights
+
+    opts = config.storage_options
+    variables = DPEDWeights.from_arrays([np.asarray(a, np.float32) for a in final]).to_variables()
+    index, data = checkpoint_bytes(variables)
+    files = {index_file_name(config.name): index, data_file_name(config.name): data}
+    info = {**info,
+            "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, blob in files.items():
         storage.write_bytes(storage.join(out, name), blob, opts)
     info = _finite(info)
-    storage.write_bytes(model_json_url, json.dumps(info, indent=2).encode(), opts)
+    storage.write_bytes(storage.join(out, MODEL_JSON), json.dumps(info, indent=2).encode(), opts)
     remove_state(out, opts)
     return info
 

@@ -3,7 +3,7 @@
 PyAV is imported inside the functions only, so importing this package is cheap.
 """
 
-from nhance_batch.media.assemble import assemble, output_container
+from nhance_batch.media.assemble import OutputPlan, assemble, output_container, plan_output
 from nhance_batch.media.decode import Frames, decode_all, decode_chunk
 from nhance_batch.media.encode import encode_part, encoder_settings
 from nhance_batch.media.errors import MediaError
@@ -25,6 +25,8 @@ __all__ = [
     "encode_part",
     "encoder_settings",
     "output_container",
+    "OutputPlan",
+    "plan_output",
     "plan_chunks",
     "probe",
 ]

@@ -3,31 +3,48 @@
 Nothing is re-encoded: the parts' video packets are copied in order, and every
 audio, subtitle, data and attachment stream of the source is copied packet by
 packet (audio packets stay byte-identical). The source's display matrix
-(rotation, flips) and colour tags are kept.
+(rotation, flips), pixel shape (sample aspect ratio), colour tags, container
+metadata (creation time, location, make, model, ``com.apple.quicktime.*`` keys,
+through the muxer's ``use_metadata_tags`` in MOV/MP4) and stream tags (language,
+title) are kept; the source's ``encoder`` tag is not: the video was re-encoded.
+
+What the output container must accept is decided before any chunk is computed
+(:func:`plan_output`), so a video that cannot be assembled fails at once:
+
+* audio and subtitle streams must fit (else Matroska, see below);
+* a data or attachment stream the muxer cannot carry is dropped with a note naming
+  it (a data track without a codec FFmpeg knows: QuickTime ``mebx`` metadata,
+  GoPro ``gpmd``...);
+* a timecode track (``tmcd``) is written again by the MOV/MP4 muxer from the video
+  track's ``timecode`` tag, after a trial in memory at the video's frame rate;
+  where that fails, the timecode is dropped with a note.
 
 Output container: by default the source's own format (MP4 stays MP4 — MOV when
 the source's name ends in ``.mov`` —, Matroska stays Matroska, WebM, AVI, NUT,
 MPEG-TS, ...). When that format cannot carry the video codec of the parts (e.g.
-FFV1 from lossless mode in MOV), or one of the audio/subtitle codecs, the output
-falls back to Matroska. ``container=`` forces a format; it is an error if it
+FFV1 from lossless mode in MOV, H.264 in AVI), or one of the audio/subtitle codecs,
+the output falls back to Matroska. ``container=`` forces a format; it is an error if it
 cannot carry the streams.
 """
 
 from __future__ import annotations
 
 import heapq
+import io
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from nhance_batch.config import EncodeConfig
-from nhance_batch.media.safe_open import _ffmpeg_reason, open_input, open_output
-from nhance_batch.media.encode import LOSSLESS_CODEC, encoder_settings, mov_options
+from nhance_batch.media.safe_open import ffmpeg_reason, open_input, open_output
+from nhance_batch.media.encode import (LOSSLESS_CODEC, encoder_settings, mov_options,
+                                       nominal_rate, resolve_codec)
 from nhance_batch.media.errors import MediaError
-from nhance_batch.media.probe import VideoInfo, probe
+from nhance_batch.media.probe import StreamInfo, VideoInfo, probe
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +71,43 @@ _MUXER_FOR_SUFFIX = {".mov": "mov", ".webm": "webm", ".m4v": "mp4", ".3gp": "3gp
 _MUXER_OPTIONS = {"matroska": {"avoid_negative_ts": "disabled"}, "webm": {"avoid_negative_ts": "disabled"}}
 # Streams that must make it into the output; others are copied when the muxer allows.
 _REQUIRED_KINDS = ("audio", "subtitle")
+# Muxers of the MOV family: they write metadata keys with use_metadata_tags and rebuild a
+# timecode track from the video track's "timecode" tag.
+_MOV_MUXERS = frozenset({"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"})
+# Container tags the muxer writes itself (brands, its own name); copying them would be stale.
+_OWN_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
+_TIMECODE_HANDLER = "TimeCodeHandler"
+# Muxers that take H.264/HEVC only as an Annex B byte stream and, unlike MPEG-TS, do not
+# convert the parts' MP4-style packets themselves: such a video goes to the fallback.
+_ANNEX_B_MUXERS = frozenset({"avi"})
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """What :func:`assemble` writes for a video, decided when the video is planned.
+
+    Attributes:
+        format: the FFmpeg muxer.
+        encode: the encode settings of the video's parts, its codec resolved
+            (:func:`~nhance_batch.media.encode.resolve_codec`).
+        streams: indexes of the source's other streams that are copied.
+        timecode: the video track's timecode tag is written (MOV/MP4 rebuild the ``tmcd``
+            track from it).
+        notes: one sentence per stream or tag left out, naming it.
+        codec_note: what resolving the codec has to tell (``auto`` without hardware).
+    """
+
+    format: str
+    encode: EncodeConfig
+    streams: tuple[int, ...]
+    timecode: bool
+    notes: tuple[str, ...] = ()
+    codec_note: str | None = None
+
+    @property
+    def codec(self) -> str:
+        """The video encoder the parts are made with."""
+        return LOSSLESS_CODEC if self.encode.lossless else self.encode.codec
 
 
 def assemble(
@@ -64,17 +118,21 @@ def assemble(
     config: EncodeConfig,
     *,
     container: str | None = None,
-) -> None:
-    """Write ``dest``: the parts' video packets plus every other stream of ``source``.
+    plan: OutputPlan | None = None,
+) -> OutputPlan:
+    """Write ``dest``: the parts' video packets plus the other streams of ``source`` that
+    ``plan`` keeps, and return the plan.
 
     Args:
         source: the original video (``info`` is its probe result).
         info: probe result of ``source``.
         parts: part files from :func:`encode_part`, in chunk order.
-        dest: output path (written to ``<dest>.partial`` first, then renamed).
+        dest: output path (written under a temporary name beside it, then renamed).
         config: the encode config the parts were made with (checked against them).
         container: FFmpeg muxer name; default: the source's format, falling back
             to Matroska when it cannot carry the streams (see module docstring).
+        plan: what to write (:func:`plan_output`, made when the video was planned);
+            default: planned here.
 
     Timestamps are copied; a DTS is only raised where two parts would overlap
     in decode order. After writing, the output's frame timestamps are checked
@@ -94,22 +152,14 @@ def assemble(
     first = _part_params(part_paths[0])
     if config.lossless and first["codec"] != LOSSLESS_CODEC:
         raise MediaError(part_paths[0], f"lossless mode expects {LOSSLESS_CODEC} parts, got {first['codec']}")
-
+    plan = plan or plan_output(spath, info, config, container=container)
     try:
         with open_input(spath) as src, open_input(part_paths[0]) as part0:
-            other_streams = [s for s in src.streams if s.type in ("audio", "subtitle", "data", "attachment")]
-            fmt = _choose_format(spath, info, first["codec"], container, sdest)
-            options = mov_options(info.time_base) if fmt in ("mp4", "mov") else _MUXER_OPTIONS.get(fmt)
-            with open_output(sdest, fmt, options) as out:
-                video = out.add_stream_from_template(part0.streams.video[0])
-                video.time_base = info.time_base
-                if info.display_matrix is not None:
-                    video.set_display_matrix(info.display_matrix)
-                elif info.rotation:
-                    video.set_display_rotation(info.rotation)
-                _copy_tags(src.streams[info.stream_index], video)
-                out.metadata.update(src.metadata)
-                mapping = _add_other_streams(out, other_streams, sdest)
+            options = _muxer_options(plan.format, info, src.metadata)
+            with open_output(sdest, plan.format, options) as out:
+                video = _add_video(out, part0.streams.video[0], src, info, plan)
+                _copy_container_tags(src.metadata, out.metadata)
+                mapping = _add_other_streams(out, src, plan, sdest)
                 out.start_encoding()
                 packets = heapq.merge(
                     _video_packets(part_paths, first, video),
@@ -120,8 +170,52 @@ def assemble(
                     packet.stream = stream
                     out.mux(packet)
     except av.FFmpegError as exc:
-        raise MediaError(sdest, f"muxing failed ({_ffmpeg_reason(exc)})") from None
+        raise MediaError(sdest, f"muxing failed ({ffmpeg_reason(exc)})") from None
     _verify_timestamps(sdest, info)
+    return plan
+
+
+def _muxer_options(fmt: str, info: VideoInfo, tags: Any) -> dict[str, str] | None:
+    """Exact timestamps in MOV/MP4, and the source's reverse-DNS keys
+    (``com.apple.quicktime.make``...) where it has any: ``use_metadata_tags`` writes every
+    tag as such a key, so sources without them keep their classic atoms (``©xyz``)."""
+    if fmt not in _MOV_MUXERS:
+        return _MUXER_OPTIONS.get(fmt)
+    options = mov_options(info.time_base)
+    if any("." in key for key in tags):
+        options["movflags"] = "use_metadata_tags"
+    return options
+
+
+def _add_video(out: Any, template: Any, src: Any, info: VideoInfo, plan: OutputPlan) -> Any:
+    """The output's video stream: the parts' codec, with the source's time base, frame rate,
+    display matrix, pixel shape and tags."""
+    # opaque: the part's own codec object; by default PyAV looks up an encoder named like
+    # the part's decoder, and there is none named "libdav1d" (AV1)
+    video = out.add_stream_from_template(template, opaque=True)
+    video.time_base = info.time_base
+    # the muxer's frame rate (MOV writes its timecode track at it), not 1/time base
+    video.codec_context.framerate = nominal_rate(info)
+    if plan.format in _MOV_MUXERS and template.codec_context.name == "hevc":
+        video.codec_tag = "hvc1"  # Apple players take HEVC only as hvc1
+    if info.sample_aspect_ratio:
+        video.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
+        video.sample_aspect_ratio = info.sample_aspect_ratio
+    if info.display_matrix is not None:
+        video.set_display_matrix(info.display_matrix)
+    elif info.rotation:
+        video.set_display_rotation(info.rotation)
+    _copy_tags(src.streams[info.stream_index], video)
+    video.metadata.pop("encoder", None)  # the source's encoder did not make this stream
+    if plan.timecode:  # where the source had it on its tmcd track only, too
+        video.metadata["timecode"] = info.timecode
+    else:
+        video.metadata.pop("timecode", None)
+    return video
+
+
+def _copy_container_tags(source: Any, dest: Any) -> None:
+    dest.update({k: v for k, v in source.items() if k not in _OWN_TAGS})
 
 
 def _default_format(source: str, info: VideoInfo) -> str:
@@ -145,11 +239,68 @@ def output_container(
     Raises:
         MediaError: no container can carry the streams (see :func:`assemble`).
     """
+    return plan_output(source, info, config, container=container).format
+
+
+def plan_output(
+    source: str | os.PathLike[str],
+    info: VideoInfo,
+    config: EncodeConfig,
+    *,
+    container: str | None = None,
+) -> OutputPlan:
+    """What :func:`assemble` will write for ``info``'s video, its codec resolved: checked
+    from the probe alone (and a trial in memory for a timecode), before any chunk is
+    computed.
+
+    Raises:
+        MediaError: no container can carry the video and its audio and subtitles, or the
+            encoder is not available.
+    """
     import av
 
-    encoder = encoder_settings(info, config).codec
-    codec = av.codec.Codec(encoder, "w").canonical_name
-    return _choose_format(os.fspath(source), info, codec, container, os.fspath(source))
+    config, codec_note = resolve_codec(config, info)
+    codec = av.codec.Codec(encoder_settings(info, config).codec, "w").canonical_name
+    fmt = _choose_format(os.fspath(source), info, codec, container, os.fspath(source))
+    supported = _supported_codecs(fmt)
+    kept, notes = [], []
+    for stream in info.other_streams:
+        if stream.kind in _REQUIRED_KINDS or (stream.codec and stream.codec in supported):
+            kept.append(stream.index)
+        elif not (_is_timecode(stream) and fmt in _MOV_MUXERS):
+            notes.append(f"{stream.label} dropped: {fmt} cannot carry it")
+    timecode = info.timecode is not None
+    if timecode and fmt in _MOV_MUXERS:
+        problem = _timecode_problem(fmt, info)
+        if problem:
+            timecode = False
+            notes.append(f"timecode {info.timecode} dropped: {problem}")
+    return OutputPlan(fmt, config, tuple(kept), timecode, tuple(notes), codec_note)
+
+
+def _is_timecode(stream: StreamInfo) -> bool:
+    return stream.codec == "tmcd" or stream.handler == _TIMECODE_HANDLER
+
+
+def _timecode_problem(fmt: str, info: VideoInfo) -> str | None:
+    """Why muxer ``fmt`` cannot write ``info``'s timecode at its frame rate (a trial in
+    memory), or None."""
+    import av
+
+    out = av.open(io.BytesIO(), mode="w", format=fmt)
+    try:
+        video = out.add_stream("mpeg4", rate=nominal_rate(info))
+        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
+        video.metadata["timecode"] = info.timecode
+        frame = av.VideoFrame(16, 16, "yuv420p")
+        frame.pts = 0
+        out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        out.close()
+    except (av.FFmpegError, ValueError) as exc:
+        reason = ffmpeg_reason(exc) if isinstance(exc, av.FFmpegError) else str(exc)
+        return f"{fmt} cannot write it at {float(nominal_rate(info)):g} fps ({reason})"
+    return None
 
 
 def _choose_format(source: str, info: VideoInfo, video_codec: str, forced: str | None, dest: str) -> str:
@@ -165,6 +316,8 @@ def _choose_format(source: str, info: VideoInfo, video_codec: str, forced: str |
         except (av.FFmpegError, ValueError):
             raise MediaError(dest, f"unknown output container {fmt!r}") from None
         missing = _unsupported(name, required)
+        if name in _ANNEX_B_MUXERS and video_codec in ("h264", "hevc"):
+            missing.append(video_codec)
         if not missing:
             if fmt != candidates[0]:
                 log.info("%s: %s cannot carry %s; using %s", dest, candidates[0], first_missing, fmt)
@@ -175,48 +328,43 @@ def _choose_format(source: str, info: VideoInfo, video_codec: str, forced: str |
 
 def _unsupported(fmt: str, codecs: list[str]) -> list[str]:
     """Codecs of ``codecs`` that muxer ``fmt`` cannot store."""
-    import io
+    supported = _supported_codecs(fmt)
+    return [c for c in codecs if c not in supported]
 
+
+def _supported_codecs(fmt: str) -> set[str]:
     import av
 
     probe_out = av.open(io.BytesIO(), mode="w", format=fmt)
     try:
-        supported = probe_out.supported_codecs
+        return set(probe_out.supported_codecs)
     finally:
         probe_out.close()
-    return [c for c in codecs if c not in supported]
 
 
-def _add_other_streams(out: Any, streams: list[Any], dest: str) -> dict[int, Any]:
-    """Add a copy of every non-video stream; return source index -> output stream."""
+def _add_other_streams(out: Any, src: Any, plan: OutputPlan, dest: str) -> dict[int, Any]:
+    """Add a copy of each stream ``plan`` keeps; return source index -> output stream."""
     import av
 
-    supported = out.supported_codecs
     mapping: dict[int, Any] = {}
-    for stream in streams:
-        codec = stream.codec_context.name if stream.codec_context is not None else None
-        if stream.type not in _REQUIRED_KINDS and (codec is None or codec not in supported):
-            log.warning(
-                "%s: dropping %s stream #%d (%s): the container cannot carry it",
-                dest, stream.type, stream.index, codec,
-            )
-            continue
+    for index in plan.streams:
+        stream = src.streams[index]
         try:
             copy = out.add_stream_from_template(stream)
         except (av.FFmpegError, ValueError) as exc:
-            if stream.type in _REQUIRED_KINDS:
-                raise MediaError(dest, f"cannot copy {stream.type} stream #{stream.index} ({exc})") from None
-            log.warning("%s: dropping %s stream #%d: %s", dest, stream.type, stream.index, exc)
-            continue
+            raise MediaError(dest, f"cannot copy {stream.type} stream #{index} ({exc})") from None
         copy.time_base = stream.time_base
         _copy_tags(stream, copy)
-        mapping[stream.index] = copy
+        mapping[index] = copy
     return mapping
 
 
 def _copy_tags(source: Any, copy: Any) -> None:
-    """Copy a stream's metadata (language, title...) and disposition (default, forced...)."""
+    """Copy a stream's metadata (language, title...) and disposition (default, forced...).
+    The MOV demuxer reads a track's title as ``name``, and its muxer writes ``title``."""
     copy.metadata.update(source.metadata)
+    if "name" in source.metadata and "title" not in source.metadata:
+        copy.metadata["title"] = source.metadata["name"]
     copy.disposition = int(source.disposition)
 
 

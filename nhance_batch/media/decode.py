@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nhance_batch.media._color import Converter, rgb_format, sws_colorspace, sws_range
-from nhance_batch.media.safe_open import _ffmpeg_reason, open_input
+from nhance_batch.media.color import Converter, rgb_format, sws_colorspace, sws_range
+from nhance_batch.media.safe_open import ffmpeg_reason, open_input
 from nhance_batch.media.errors import MediaError
 from nhance_batch.media.chunks import Chunk
-from nhance_batch.media.probe import VideoInfo
+from nhance_batch.media.probe import VideoInfo, decode_tolerant
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame
@@ -43,8 +43,9 @@ def decode_chunk(path: str | os.PathLike[str], info: VideoInfo, chunk: Chunk) ->
     """Decode exactly frames ``[chunk.ctx_start, chunk.ctx_end)`` of ``path``.
 
     Seeks to the keyframe at or before the first wanted frame (backward seek on
-    the video stream, in its time base), decodes forward and keeps the frames
-    whose PTS are the wanted entries of ``info.pts``. If the seek lands too late
+    the video stream, in its time base), decodes forward (skipping packets that fail, as
+    :func:`~nhance_batch.media.probe.probe` did) and keeps the frames whose PTS are the
+    wanted entries of ``info.pts``. If the seek lands too late
     (some demuxers seek by DTS), it retries from earlier frames, and as a last
     resort decodes from the start, so the result is always exact.
 
@@ -119,12 +120,14 @@ def _decode_range(path: str, info: VideoInfo, lo: int, hi: int, *, seek_pts: int
     )
     with open_input(path) as container:
         stream = container.streams[info.stream_index]
-        stream.codec_context.thread_type = "AUTO"
+        # frame threads drop the frames in flight when a packet fails: a damaged file is
+        # decoded as the probe decoded its end, one frame at a time
+        stream.codec_context.thread_type = "AUTO" if info.lost is None else "SLICE"
         try:
             if seek_pts is not None:
                 container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
             first = True
-            for frame in container.decode(stream):
+            for frame in decode_tolerant(container, stream):
                 pts = frame.pts
                 if pts is None:
                     raise MediaError(path, "decoded a frame without a timestamp")
@@ -139,12 +142,14 @@ def _decode_range(path: str, info: VideoInfo, lo: int, hi: int, *, seek_pts: int
                 if pts >= wanted[-1]:
                     break
         except av.FFmpegError as exc:
-            raise MediaError(path, f"decoding failed ({_ffmpeg_reason(exc)})") from None
+            raise MediaError(path, f"decoding failed ({ffmpeg_reason(exc)})") from None
     if first:
         raise _Missed()
     if not filled.all():
-        missing = [wanted[i] for i in np.flatnonzero(~filled)[:5]]
-        raise MediaError(path, f"{int((~filled).sum())} frame(s) could not be decoded (pts {missing}...)")
+        missing = ", ".join(f"{float(wanted[i] * info.time_base):.3f}"
+                            for i in np.flatnonzero(~filled)[:5])
+        raise MediaError(path, f"{int((~filled).sum())} frame(s) could not be decoded "
+                               f"(at {missing} s...)")
     return Frames(frames=out, pts=np.asarray(wanted, dtype=np.int64))
 
 

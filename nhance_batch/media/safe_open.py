@@ -130,7 +130,7 @@ def open_input(path: str | os.PathLike[str]) -> Iterator[InputContainer]:
                     "(playlists, scripts and image sequences can open other files)"
                 )
             else:
-                detail = _ffmpeg_reason(exc)
+                detail = ffmpeg_reason(exc)
                 if messages and messages[-1] not in detail:
                     detail = f"{detail}: {messages[-1]}"
                 reason = f"not a readable media file ({detail})"
@@ -164,7 +164,7 @@ def _ffmpeg_errors() -> Iterator[list[tuple[int, str, str]]]:
             av.logging.set_level(None)
 
 
-def _ffmpeg_reason(exc: BaseException) -> str:
+def ffmpeg_reason(exc: BaseException) -> str:
     """A short reason from a PyAV error: its strerror and FFmpeg's last log line."""
     reason = str(getattr(exc, "strerror", None) or type(exc).__name__)
     _, sep, log = str(exc).partition("last error log: ")
@@ -179,14 +179,16 @@ def open_output(
 
     ``options`` are muxer (format context) options.
 
-    Writes ``<dest>.partial`` in the same folder and renames it onto ``dest`` at
-    the end, so a failed or interrupted write never leaves a broken ``dest``.
+    The file is written under a temporary name in the same folder and committed onto
+    ``dest`` at the end (:func:`nhance_batch.storage.atomic_local_file`), so a failed or
+    interrupted write never leaves a broken ``dest``.
     """
     import av
 
+    from nhance_batch.storage.objects import atomic_local_file
+
     final = Path(os.fspath(dest))
-    tmp = final.with_name(final.name + ".partial")
-    try:
+    with atomic_local_file(final) as tmp:
         try:
             fh = open(tmp, "wb")  # noqa: SIM115 - closed by the with block below
         except OSError as exc:
@@ -205,7 +207,4 @@ def open_output(
             try:
                 container.close()
             except av.FFmpegError as exc:
-                raise MediaError(str(final), f"cannot finish the file ({_ffmpeg_reason(exc)})") from None
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+                raise MediaError(str(final), f"cannot finish the file ({ffmpeg_reason(exc)})") from None

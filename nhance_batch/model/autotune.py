@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from nhance_batch.storage.objects import write_bytes
+
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -279,11 +281,8 @@ class AutotuneCache:
         entries = self.entries()
         entries[decision.key] = {**decision.as_dict(), "source": "tuned",
                                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
+        data = json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1)
+        write_bytes(str(self.path), data.encode("utf-8"))
 
     @contextmanager
     def lock(self, timeout_s: float) -> Iterator[bool]:

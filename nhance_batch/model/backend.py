@@ -66,6 +66,26 @@ def ensure_backend() -> str:
                 f"KERAS_BACKEND={wanted} but {wanted} is not installed: pip install "
                 f"'nhance-batch[{EXTRAS[wanted]}]', or unset KERAS_BACKEND"
                 + (f" to use {present[0]}" if present else ""))
-    import keras
+    if "keras" in sys.modules:
+        import keras
 
-    return keras.backend.backend()
+        return keras.backend.backend()
+    return _load_keras()
+
+
+def _load_keras() -> str:
+    """Import Keras and start its backend's devices, with the native start-up lines that
+    are noise hidden (:mod:`nhance_batch.logs`)."""
+    from nhance_batch import logs
+
+    with logs.native_noise_hidden():
+        import keras
+
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            # CUDA's start-up (cuInit) runs here, inside the filter, not at the first frame;
+            # math threads can still be set afterwards
+            tf.config.list_physical_devices()
+    return backend

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from nhance_batch.checksum import file_sha256 as sha256
+from nhance_batch.storage.objects import atomic_local_file
 
 ENV_MODELS = "NHANCE_MODELS"
 ENV_CACHE = "NHANCE_CACHE"
@@ -159,7 +160,7 @@ def get_spec(name: str) -> ModelSpec:
         users = list_user_models()
         mine = f"; your models: {', '.join(users)}" if users else ""
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(specs))}"
-                         f"{mine} (or pass an explicit checkpoint path)")
+                         f"{mine}; or give a checkpoint's own path with --model-path PATH")
     return specs[name]
 
 
@@ -188,26 +189,26 @@ def _missing(spec: ModelSpec, folder: Path) -> list[str]:
 
 
 def _download(spec: ModelSpec, folder: Path) -> None:
-    """Fetch every file of ``spec`` into ``folder``: temp file, verify sha256, then rename."""
+    """Fetch every file of ``spec`` into ``folder``, each an atomic local write that is
+    committed only once its sha256 is verified."""
     folder.mkdir(parents=True, exist_ok=True)
     for file_name, expected in spec.files:
         target = folder / file_name
         if target.is_file() and sha256(target) == expected:
             continue
         url = spec.url_prefix + file_name
-        tmp = folder / f".{file_name}.{os.getpid()}.part"
         try:
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
-                    open(tmp, "wb") as out:
-                while block := response.read(1 << 20):
-                    out.write(block)
-            actual = sha256(tmp)
-            if actual != expected:
-                raise ModelError(
-                    f"model {spec.name!r}: download of {url} has sha256 {actual}, expected "
-                    f"{expected}; nothing was kept. Retry, or place the published files in a "
-                    f"folder and set {ENV_MODELS} to it.")
-            os.replace(tmp, target)
+            with atomic_local_file(target) as tmp:
+                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+                        open(tmp, "wb") as out:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                actual = sha256(tmp)
+                if actual != expected:
+                    raise ModelError(
+                        f"model {spec.name!r}: download of {url} has sha256 {actual}, expected "
+                        f"{expected}; nothing was kept. Retry, or place the published files "
+                        f"in a folder and set {ENV_MODELS} to it.")
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ModelError(
@@ -215,8 +216,6 @@ def _download(spec: ModelSpec, folder: Path) -> None:
                 f"downloading {url} failed: {reason}. On a machine without network access, "
                 f"copy {', '.join(f for f, _ in spec.files)} into a folder and set "
                 f"{ENV_MODELS} to it.") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def _explicit(path: Path, name: str) -> ResolvedModel:

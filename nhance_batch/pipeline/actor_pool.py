@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from nhance_batch import logs
 from nhance_batch.config import ClusterConfig, ModelConfig
 from nhance_batch.pipeline import stages
 from nhance_batch.pipeline.busy import BusyMeter
@@ -49,7 +50,7 @@ class _EnhancerActor:
     """Holds one EnhanceStage; created with ``ray.remote`` options by the pool."""
 
     def __init__(self, model: ModelConfig) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logs.configure()  # quiet unless the driver is verbose (its runtime_env says which)
         self.stage = stages.EnhanceStage(model)
         self.stage.setup()
 
@@ -118,6 +119,7 @@ class ActorPool:
         # max_task_retries=0: a call on an actor that died fails at once (a retriable chunk
         # failure the driver redoes) instead of waiting for a restart that may never find a GPU.
         self._actor_class = ray.remote(max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0,
+                                       runtime_env={"env_vars": logs.worker_env()},
                                        **options)(_EnhancerActor)
         self._base_count = count
         for _ in range(count):

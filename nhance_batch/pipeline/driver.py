@@ -15,6 +15,7 @@ import threading
 from nhance_batch import storage
 from nhance_batch.config import RunConfig
 from nhance_batch.pipeline.executor import Executor
+from nhance_batch.pipeline.finished import stored_size, untouched
 from nhance_batch.pipeline.outputs import OutputNames, check_output_safe, unsafe_key
 from nhance_batch.pipeline.progress import NullReporter, Reporter
 from nhance_batch.pipeline.scheduler import HeldLease, Scheduler
@@ -22,6 +23,25 @@ from nhance_batch.pipeline.summary import JobSummary
 from nhance_batch.state.jobstate import JobState, job_settings
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import DONE, FAILED, PENDING, RUNNING, ChunkRecord, VideoRecord
+
+
+def list_inputs(layout: JobLayout) -> list[storage.StoredVideo]:
+    """The job's inputs, each once, after checking that no output can land among them.
+
+    Raises:
+        FileNotFoundError: INPUT names nothing.
+        UnsafeOutput: OUTPUT is or contains the input (or a single input's folder).
+    """
+    inputs = storage.list_videos(layout.input, layout.input_options, exclude=layout.output)
+    # the same file listed twice (overlapping globs, duplicate entries) is one input
+    unique = list({item.source: item for item in inputs}.values())
+    if storage.is_local_url(layout.input):
+        single = os.path.isfile(storage.local_path(layout.input))
+    else:
+        single = len(unique) == 1 and unique[0].source == layout.input
+    check_output_safe(layout.input, layout.output, [i.source for i in unique],
+                      single_file=single)
+    return unique
 
 
 class Driver:
@@ -35,12 +55,14 @@ class Driver:
         force: take the lease over from a live driver, and redo a job whose settings changed.
         keep_parts: keep encoded parts after their video is committed.
         cancel: a set event stops the run between steps (committed work is kept).
+        inputs: the inputs, when the caller listed them already (:func:`list_inputs`).
     """
 
     def __init__(self, config: RunConfig, executor: Executor, *,
                  reporter: Reporter | None = None, manifest_path: str | None = None,
                  force: bool = False, keep_parts: bool = False,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None,
+                 inputs: list[storage.StoredVideo] | None = None) -> None:
         self.config = config
         self.executor = executor
         self.reporter = reporter or NullReporter()
@@ -49,27 +71,12 @@ class Driver:
         self.force = force
         self.keep_parts = keep_parts
         self.cancel = cancel
-        self._inputs: list[storage.StoredVideo] | None = None
+        self._inputs = inputs
 
     def list_inputs(self) -> list[storage.StoredVideo]:
-        """The job's inputs, after checking that no output can land among them.
-
-        Raises:
-            FileNotFoundError: INPUT names nothing.
-            UnsafeOutput: OUTPUT is or contains the input (or a single input's folder).
-        """
-        layout = self.layout
-        inputs = storage.list_videos(layout.input, layout.input_options, exclude=layout.output)
-        # the same file listed twice (overlapping globs, duplicate entries) is one input
-        unique = list({item.source: item for item in inputs}.values())
-        if storage.is_local_url(layout.input):
-            single = os.path.isfile(storage.local_path(layout.input))
-        else:
-            single = len(unique) == 1 and unique[0].source == layout.input
-        check_output_safe(layout.input, layout.output, [i.source for i in unique],
-                          single_file=single)
-        self._inputs = unique
-        return unique
+        """The job's inputs (:func:`list_inputs`), kept for :meth:`run`."""
+        self._inputs = list_inputs(self.layout)
+        return self._inputs
 
     def run(self) -> JobSummary:
         from nhance_batch.state.lease import lease_for
@@ -151,8 +158,7 @@ class Driver:
             record.note = f"input changed since run {record.run or '?'}; re-planned and redone"
             record.fingerprint, record.size, record.chunks = fp, size, []
             record.status, record.error, record.frames = PENDING, None, None
-        elif record.status == DONE and record.output_bytes is not None \
-                and self._size(record.output) == record.output_bytes:
+        elif untouched(record, fp, self.layout.output_options):
             return False  # finished: not touched
         if record.output_name is None:
             record.output_name, why = names.primary(item.relative)
@@ -167,12 +173,7 @@ class Driver:
         return True
 
     def _size(self, url: str | None) -> int | None:
-        if not url:
-            return None
-        try:
-            return storage.size(url, self.layout.output_options)
-        except (FileNotFoundError, storage.StorageError):
-            return None
+        return stored_size(url, self.layout.output_options)
 
     def _part_ok(self, chunk: ChunkRecord) -> bool:
         """A committed part still holds what was recorded: its size, and locally its sha256

@@ -62,40 +62,58 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
         cancel: set it to stop the run between steps; committed work is kept and the run
             is recorded as ``cancelled`` (the summary's ``status``).
 
+    What needs no cluster is checked first, in about a second, before an executor starts:
+    the model resolves, the encoder exists, INPUT names videos and OUTPUT is not among
+    them. A job whose every input is done and unchanged is answered from its manifest
+    (:func:`~nhance_batch.pipeline.finished.already_done`): nothing starts, and the summary
+    has ``already_done`` set.
+
     Raises:
         One of :func:`configuration_errors` when the job cannot run as configured (the
         model is missing or broken, OUTPUT holds another job or another live driver,
         OUTPUT would overwrite sources, INPUT names nothing, no enhancer could start).
     """
     from nhance_batch.model.registry import resolve
-    from nhance_batch.pipeline.driver import Driver
+    from nhance_batch.pipeline.driver import Driver, list_inputs
+    from nhance_batch.pipeline.finished import already_done
+    from nhance_batch.state.layout import JobLayout
 
-    resolve(config.model.name, config.model.path)  # fail fast, before any cluster work
-    config, codec_note = _resolve_codec(config)
+    resolve(config.model.name, config.model.path)
+    _check_encoder(config)
+    layout = JobLayout.create(config.input, config.output, config.storage_options,
+                              manifest=manifest)
+    inputs = list_inputs(layout)
+    finished = already_done(config, layout, inputs)
+    if finished is not None:
+        return finished
     runner = make_executor(config, executor)
     driver = Driver(config, runner, reporter=reporter, manifest_path=manifest, force=force,
-                    keep_parts=keep_parts, cancel=cancel)
+                    keep_parts=keep_parts, cancel=cancel, inputs=inputs)
     try:
         runner.start()
         summary = driver.run()
     finally:
         runner.shutdown()
-    if codec_note:
-        summary.notes.append(codec_note)
     _keep_summary(config, manifest, summary)
     return summary
 
 
-def _resolve_codec(config: RunConfig) -> tuple[RunConfig, str | None]:
-    """``--codec auto`` decided once, here, for the whole job (every part of a video must have
-    the same codec): the config with the chosen encoder, and a note saying which and why."""
-    from nhance_batch.media.encode import AUTO_CODEC, resolve_codec
+def _check_encoder(config: RunConfig) -> None:
+    """Refuse an encoder this install's FFmpeg does not have, before any work."""
+    from nhance_batch.media.encode import AUTO_CODEC, MATCH_CODEC
 
-    if config.encode.lossless or config.encode.codec != AUTO_CODEC:
-        return config, None
-    encode, note = resolve_codec(config.encode)
-    return (config.model_copy(update={"encode": encode}),
-            note or f"codec auto: using the hardware encoder {encode.codec}")
+    codec = config.encode.codec
+    if config.encode.lossless or codec in (MATCH_CODEC, AUTO_CODEC):
+        return
+    import av
+
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception as exc:  # noqa: BLE001 - PyAV's error type differs between versions
+        raise ConfigurationError(
+            f"--codec {codec}: this install's FFmpeg has no such encoder ({exc}); use "
+            "match, auto, libx264, libx265, or another encoder `ffmpeg -encoders` lists"
+        ) from None
 
 
 def _keep_summary(config: RunConfig, manifest: str | None, summary: JobSummary) -> None:

@@ -120,13 +120,13 @@ def print_summary(summary: "JobSummary", console=None) -> None:
     console.print(f"stages: decode {fps['decode']:.1f} fps, enhance {fps['enhance']:.2f} fps, "
                   f"encode {fps['encode']:.1f} fps; chunks computed {summary.chunks_computed}, "
                   f"reused {summary.chunks_skipped}; {summary.seconds:.1f} s")
-    line = enhancer_line(getattr(summary, "enhancer", None))
+    line = enhancer_line(summary.enhancer)
     if line:
         console.print(line)
-    line = busy_line(getattr(summary, "enhancer_busy", None))
+    line = busy_line(summary.enhancer_busy)
     if line:
         console.print(line)
-    for note in getattr(summary, "notes", None) or []:
+    for note in summary.notes:
         console.print(f"note: {note}")
 
 

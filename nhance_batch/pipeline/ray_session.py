@@ -50,12 +50,14 @@ def connect(cluster: ClusterConfig, chunks_in_flight: int) -> bool:
     """
     import ray
 
+    from nhance_batch.logs import ray_init_options
+
     if ray.is_initialized():
         return False
     address = cluster.address or os.environ.get("RAY_ADDRESS")
     if address:
         enable_token_auth_if_available()
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, **ray_init_options())
     else:
         # "local": always a new embedded instance, never a cluster found on the machine;
         # no dashboard unless asked (ClusterConfig.dashboard, `run --dashboard`); an
@@ -63,7 +65,8 @@ def connect(cluster: ClusterConfig, chunks_in_flight: int) -> bool:
         ray.init(address="local", include_dashboard=bool(cluster.dashboard),
                  log_to_driver=True,
                  object_store_memory=local_object_store_bytes(chunks_in_flight),
-                 _node_ip_address="127.0.0.1")
+                 _node_ip_address="127.0.0.1",
+                 **ray_init_options(dashboard=bool(cluster.dashboard)))
     return True
 
 

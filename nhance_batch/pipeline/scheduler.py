@@ -25,7 +25,7 @@ from nhance_batch.pipeline.executor import Executor
 from nhance_batch.pipeline.outputs import OutputNames
 from nhance_batch.pipeline.progress import Reporter
 from nhance_batch.pipeline.summary import (JobSummary, StageTotals, VideoSummary, merge_enhancer,
-                                           rate)
+                                           rate, size_ratio)
 from nhance_batch.state.jobstate import JobState
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import (DONE, FAILED, RUNNING, ChunkRecord, Gains, RunRecord,
@@ -90,6 +90,8 @@ class Scheduler:
         self.cancel = cancel
         self.started = time.monotonic()
         self.infos: dict[int, Any] = {}
+        self.encodes: dict[int, Any] = {}  # each video's encoder (its codec, resolved)
+        self.notes: dict[str, None] = {}  # about the run as a whole, in order, once each
         self.video_started: dict[int, float] = {}
         self.run_attempts: dict[tuple[int, int], int] = {}
         self.probe_queue: deque[int] = deque(
@@ -133,20 +135,18 @@ class Scheduler:
             self.fail(vid, info.error)
             return
         video = self.videos[vid]
-        try:
-            from nhance_batch.media import output_container
-
-            container = output_container(video.relative, info, self.config.encode)
-        except Exception as exc:  # noqa: BLE001 - the video's own problem
-            self.fail(vid, f"{video.input}: no output container fits "
-                           f"({type(exc).__name__}: {exc})")
+        plan = self.plan_output(vid, info)
+        if plan is None:
             return
-        name, why = self.names.name(video.relative, container)
+        name, why = self.names.name(video.relative, plan.format)
         if video.output_name != name:
             video.output_name = name
             video.note = why
         elif why and not video.note:
             video.note = why
+        for note in (*plan.notes, info.lost_note):
+            if note and note not in (video.note or ""):
+                video.note = "; ".join(filter(None, (video.note, note)))
         self.infos[vid] = info
         self.cut_chunks(video, info)
         video.status = RUNNING
@@ -154,6 +154,28 @@ class Scheduler:
         self.reporter.add_total(video.frames)
         self.state.video_changed(video)
         self.queue_chunks(vid)
+
+    def plan_output(self, vid: int, info: Any) -> Any:
+        """What the video's output will be (container, encoder, streams kept), decided before
+        any chunk is computed; None when the video fails here (no container fits, or a
+        damaged recording under ``strict``)."""
+        from nhance_batch.media import plan_output
+
+        video = self.videos[vid]
+        try:
+            plan = plan_output(video.relative, info, self.config.encode)
+        except Exception as exc:  # noqa: BLE001 - the video's own problem
+            self.fail(vid, f"{video.input}: no output container fits "
+                           f"({type(exc).__name__}: {exc})")
+            return None
+        if info.lost is not None and self.config.strict:
+            self.fail(vid, f"{video.input}: {info.lost_note} (strict: a damaged recording "
+                           "fails)")
+            return None
+        self.encodes[vid], video.output_codec = plan.encode, plan.codec
+        if plan.codec_note:
+            self.notes.setdefault(plan.codec_note)
+        return plan
 
     def cut_chunks(self, video: VideoRecord, info: Any) -> None:
         """Cut ``video`` into chunks, keeping the recorded chunks when they still fit."""
@@ -179,7 +201,7 @@ class Scheduler:
         return stages.ChunkTask(
             vid, self.source(video), chunk_info(info, window), window,
             self.layout.part(video.relative, chunk.index), self.config.temporal_radius,
-            self.config.encode, attempt=chunk.attempts + 1,
+            self.encodes[vid], attempt=chunk.attempts + 1,
             output_options=self.layout.output_options)
 
     def queue_chunks(self, vid: int) -> None:
@@ -252,7 +274,7 @@ class Scheduler:
         task = stages.AssembleTask(
             vid, self.source(video), info, parts,
             self.layout.scratch(video.relative, os.path.splitext(dest)[1]), dest,
-            self.config.encode, output_options=self.layout.output_options,
+            self.encodes[vid], output_options=self.layout.output_options,
             preview=self.layout.preview(video.output_name) if self.config.previews else None)
         self._submit(self.executor.submit_assemble(task), "assemble", vid, task)
 
@@ -360,9 +382,12 @@ class Scheduler:
             out.append(VideoSummary(
                 video.input, video.output, video.status, frames, seconds,
                 rate(frames, seconds) if video.status == DONE else 0.0,
-                video.added_flicker, video.model_flicker, video.error, video.note))
+                video.added_flicker, video.model_flicker, video.error, video.note,
+                output_codec=video.output_codec,
+                size_ratio=size_ratio(video.output_bytes, video.size)))
         return JobSummary(self.run.run, out, self.totals.fps(),
                           time.monotonic() - self.started,
                           sum(v.frames for v in out if v.status == DONE),
                           self.computed, self.skipped, self.progress, status,
-                          enhancer=self.run.enhancer, enhancer_busy=self.run.enhancer_busy)
+                          enhancer=self.run.enhancer, enhancer_busy=self.run.enhancer_busy,
+                          notes=list(self.notes))

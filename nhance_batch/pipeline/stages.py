@@ -121,7 +121,7 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Enhanced:
-    frames: np.ndarray  # the chunk's own frames, enhanced and stabilised, source bit depth
+    frames: np.ndarray  # the chunk's own frames, ready to encode (grade.output_dtype)
     pts: np.ndarray
     gains_before: np.ndarray  # [own frames, 3]
     gains_after: np.ndarray
@@ -223,7 +223,8 @@ def decode_stage(task: ChunkTask) -> Decoded | Failure:
 
 
 class EnhanceStage:
-    """DPED plus temporal stabilisation on a decoded chunk.
+    """DPED plus temporal stabilisation on a decoded chunk, with the strength blend, and HDR
+    sources through the model's SDR domain (:mod:`nhance_batch.pipeline.grade`).
 
     Lifecycle: the constructor is cheap (it runs on the driver); :meth:`setup` loads the model
     inside the worker process; :meth:`process` runs once per chunk.
@@ -242,18 +243,16 @@ class EnhanceStage:
     def process(self, task: ChunkTask, decoded: Decoded | Failure) -> Enhanced | Failure:
         if isinstance(decoded, Failure):
             return decoded
-        from nhance_batch.temporal import ChunkStabiliser
+        from nhance_batch.pipeline.grade import enhance_chunk
 
         if self._enhancer is None:
             self.setup()
         start = time.perf_counter()
         own = slice(task.chunk.lead, task.chunk.lead + task.chunk.size)
         try:
-            stabiliser = ChunkStabiliser(decoded.frames, own, task.temporal_radius,
-                                         dtype=decoded.frames.dtype)
-            for first, y in self._enhancer.batches(decoded.frames, as_float=True):
-                stabiliser.add(first, y)
-            result = stabiliser.result()
+            result = enhance_chunk(self._enhancer, decoded.frames, own, task.temporal_radius,
+                                   transfer=task.info.color.transfer, hdr=task.encode.hdr,
+                                   strength=self.model.strength)
         except Exception as exc:  # noqa: BLE001
             return failure("enhance", exc)
         finally:
@@ -293,12 +292,12 @@ _malloc_trim = None
 def _scratch_file(dest: str, suffix: str) -> str:
     """A temporary file to write ``dest`` from: beside it when local (so a rename commits it),
     else in the worker's temporary folder (then uploaded whole)."""
-    from nhance_batch.storage import is_local_url, local_path
+    from nhance_batch.storage import is_local_url, local_path, temp_name
 
     if is_local_url(dest):
         final = local_path(dest)
         os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
-        return f"{final}.tmp{os.getpid()}{suffix}"
+        return temp_name(final) + suffix
     handle, path = tempfile.mkstemp(prefix="nhance-", suffix=suffix)
     os.close(handle)
     return path
@@ -309,13 +308,15 @@ def encode_stage(task: ChunkTask, enhanced: Enhanced | Failure) -> ChunkResult:
     if isinstance(enhanced, Failure):
         return ChunkResult(task.video, task.chunk.index, task.attempt, error=enhanced)
     from nhance_batch.media import encode_part
+    from nhance_batch.media.hdrmeta import output_info
     from nhance_batch.storage import upload
 
     options = task.output_options
     start = time.perf_counter()
     tmp = _scratch_file(task.part, os.path.splitext(task.part)[1])
     try:
-        encode_part(enhanced.frames, enhanced.pts, task.info, tmp, task.encode)
+        encode_part(enhanced.frames, enhanced.pts, output_info(task.info, task.encode.hdr),
+                    tmp, task.encode)
         digest = file_sha256(tmp)
         size = upload(tmp, task.part, options)
     except Exception as exc:  # noqa: BLE001
@@ -336,6 +337,7 @@ def assemble_stage(task: AssembleTask) -> AssembleResult:
     """Assemble the parts with the source's other streams, then commit the result: a rename
     for local outputs, one whole-object upload for stores."""
     from nhance_batch.media import MediaError, assemble
+    from nhance_batch.media.hdrmeta import hdr_note
     from nhance_batch.storage import download, is_local_url, local_path, upload
 
     options = task.output_options
@@ -373,6 +375,12 @@ def assemble_stage(task: AssembleTask) -> AssembleResult:
             os.unlink(scratch)
     return AssembleResult(task.video, dest=task.dest, bytes=size,
                           seconds=time.perf_counter() - start, preview=extras.preview,
-                          metrics=extras.metrics, note=extras.note)
+                          metrics=extras.metrics, note=_notes(
+                              hdr_note(task.info, task.encode.hdr), extras.note))
+
+
+def _notes(*notes: str | None) -> str | None:
+    """The notes that are there, as one (None when there is none)."""
+    return "; ".join(n for n in notes if n) or None
 
 

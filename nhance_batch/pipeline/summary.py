@@ -12,6 +12,13 @@ def rate(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else 0.0
 
 
+def size_ratio(output_bytes: int | None, input_bytes: int | None) -> float | None:
+    """The output's size over the input's (None until both are known), to 3 decimals."""
+    if not output_bytes or not input_bytes:
+        return None
+    return round(output_bytes / input_bytes, 3)
+
+
 @dataclass
 class StageTotals:
     """Frames and seconds per stage, summed over the chunks a run computed."""
@@ -31,6 +38,10 @@ class StageTotals:
 
 @dataclass
 class VideoSummary:
+    """One video's outcome. ``note`` tells what is worth knowing about a video that did not
+    fail (streams or tags left out, a damaged end, a renamed output); ``output_codec`` is the
+    encoder its video was made with and ``size_ratio`` its output bytes over its input's."""
+
     input: str
     output: str | None
     status: str
@@ -41,6 +52,8 @@ class VideoSummary:
     model_flicker: float | None
     error: str | None
     note: str | None
+    output_codec: str | None = None
+    size_ratio: float | None = None
 
 
 @dataclass
@@ -63,8 +76,12 @@ class JobSummary:
     #: the enhancer's busy share (``BusyMeter.snapshot``): ``overall``, ``busy_s``, ``wall_s``
     #: and per actor ``actor``, ``busy_s``, ``wall_s``, ``share``, ``chunks``
     enhancer_busy: dict | None = None
-    #: notes about the run as a whole (e.g. which encoder ``--codec auto`` chose and why)
+    #: notes about the run as a whole (e.g. why ``--codec auto`` found no hardware encoder)
     notes: list[str] = field(default_factory=list)
+    #: the job was finished and unchanged: nothing was started (``run`` is the last run's
+    #: number; like every untouched video's, its chunks count neither as computed nor as
+    #: skipped)
+    already_done: bool = False
 
     @property
     def failed(self) -> int:

@@ -47,7 +47,8 @@ def job_settings(config: RunConfig) -> dict[str, Any]:
         "model": model.name, "model_path": str(model.path) if model.path else None,
         "precision": model.precision, "chunk_frames": config.chunk.chunk_frames,
         "overlap": config.chunk.overlap, "temporal_radius": config.temporal_radius,
-        "encode": config.encode.model_dump(),
+        "encode": config.encode.model_dump(), "strength": model.strength,
+        "strict": config.strict,
     }
 
 
@@ -56,14 +57,14 @@ def run_config_from_settings(settings: Mapping[str, Any], *, output: str,
     """The :class:`RunConfig` of a recorded job: ``settings`` is the manifest's job record
     (:func:`job_settings` with ``input`` and ``previews``), ``overrides`` the
     :func:`~nhance_batch.config.run_config` keywords a resume may change (cluster, threads,
-    limits, storage options). ``model_path`` and ``precision`` may be absent (records of
-    older versions): the defaults then apply.
+    limits, storage options). Settings that records of older versions lack take the values
+    those versions ran with (:data:`_LATER_SETTINGS`).
 
     Raises:
         nhance_batch.config.ConfigError: the record does not make a valid job.
         TypeError: an override names a recorded setting.
     """
-    encode = settings["encode"]
+    encode = _recorded(dict(settings), "encode")
     lossless = bool(encode["lossless"])
     # run_config refuses a codec, crf or preset beside lossless (which ignores them)
     lossy = {} if lossless else {k: encode[k] for k in ("codec", "crf", "preset")}
@@ -73,8 +74,22 @@ def run_config_from_settings(settings: Mapping[str, Any], *, output: str,
         model_path=Path(model_path) if model_path else None,
         precision=settings.get("precision"), chunk_frames=settings["chunk_frames"],
         overlap=settings["overlap"], temporal_radius=settings["temporal_radius"],
-        lossless=lossless, previews=bool(settings.get("previews")), **lossy,
-        **(overrides or {}))
+        lossless=lossless, previews=bool(settings.get("previews")), hdr=encode["hdr"],
+        strength=_recorded(dict(settings), "strength"),
+        strict=_recorded(dict(settings), "strict"), **lossy, **(overrides or {}))
+
+
+# Settings added after jobs were first recorded, with the value those jobs ran with: a job
+# recorded without them resumes with these (one level of nesting, as in ``encode``).
+_LATER_SETTINGS = {"strength": 1.0, "strict": False, "encode": {"hdr": "keep"}}
+
+
+def _recorded(job: dict, key: str):
+    """``job``'s value of setting ``key``, completed with :data:`_LATER_SETTINGS`."""
+    later, value = _LATER_SETTINGS.get(key), job.get(key)
+    if isinstance(later, dict) and isinstance(value, dict):
+        return {**later, **value}
+    return later if value is None else value
 
 
 def _now() -> str:
@@ -125,7 +140,7 @@ class JobState:
         manifest = read_manifest(layout.manifest, layout.manifest_options)
         if manifest is None:
             return cls(layout, Manifest(job=job, videos=[], runs=[]), lease)
-        changed = sorted(k for k in settings if manifest.job.get(k) != settings[k])
+        changed = sorted(k for k in settings if _recorded(manifest.job, k) != settings[k])
         if changed:
             if not force:
                 raise JobConfigMismatch(

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import time
-import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from nhance_batch.storage.objects import TEMP_MARK as _TEMP_MARK
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
@@ -126,6 +127,7 @@ class VideoRecord:
     output_name: str | None = None  # the key under OUTPUT, decided at plan time
     preview: str | None = None      # the browser-playable preview (run --previews)
     metrics: dict[str, Any] | None = None  # before/after quality metrics (stored as JSON)
+    output_codec: str | None = None  # the video encoder, decided per video at plan time
     chunks: list[ChunkRecord] = field(default_factory=list)
 
 
@@ -199,6 +201,7 @@ SCHEMA = pa.schema(
         pa.field("output_name", pa.string()),
         pa.field("preview", pa.string()),
         pa.field("metrics", pa.string()),
+        pa.field("output_codec", pa.string()),
         pa.field("chunks", pa.list_(pa.field("element", CHUNK_TYPE, nullable=False))),
     ]
 )
@@ -214,7 +217,6 @@ _RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 assert _CHUNK_FIELDS == tuple(f.name for f in CHUNK_TYPE), "CHUNK_TYPE out of step with ChunkRecord"
 assert _VIDEO_FIELDS == tuple(SCHEMA.names), "SCHEMA out of step with VideoRecord"
 
-_TEMP_MARK = ".tmp-"
 _STALE_TEMP_S = 600.0  # a temp file this old is litter from a killed save, never a save in flight
 
 
@@ -417,9 +419,9 @@ def _to_parquet(manifest: Manifest, sink: Any) -> None:
 def save_manifest(manifest: Manifest, path: str, fs: Any = None) -> None:
     """Write ``manifest`` to ``path`` atomically.
 
-    Locally (``fs`` None or an fsspec local filesystem) the whole file is written to
-    ``{path}.tmp-{uuid}`` in the same folder, flushed and fsynced, then renamed over ``path``
-    with :func:`os.replace` and the folder fsynced: a crash at any instant leaves either the
+    Locally (``fs`` None or an fsspec local filesystem) through the storage layer's one atomic
+    write (:func:`~nhance_batch.storage.atomic_local_file`: a temporary file beside ``path``,
+    fsynced, renamed over it, the folder fsynced): a crash at any instant leaves either the
     old or the new manifest at ``path``. Temp files older than ten minutes (litter from a
     killed save) are removed. On another fsspec filesystem (object stores have no rename) the
     file is serialized in memory and uploaded whole in one ``pipe``, which object stores
@@ -430,36 +432,13 @@ def save_manifest(manifest: Manifest, path: str, fs: Any = None) -> None:
         _to_parquet(manifest, sink)
         fs.pipe_file(path, sink.getvalue().to_pybytes())
         return
+    from nhance_batch.storage import atomic_local_file
 
     local = _local_path(path, fs)
-    folder = os.path.dirname(os.path.abspath(local))
-    os.makedirs(folder, exist_ok=True)
-    temp = f"{local}{_TEMP_MARK}{uuid.uuid4().hex}"
-    try:
-        with open(temp, "wb") as f:
-            _to_parquet(manifest, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, local)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(folder)
+    os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
+    with atomic_local_file(local) as temp, open(temp, "wb") as f:
+        _to_parquet(manifest, f)
     _remove_stale_temps(local)
-
-
-def _fsync_dir(folder: str) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_temps(local: str) -> None:

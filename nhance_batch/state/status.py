@@ -48,8 +48,8 @@ def summarize(manifest: Manifest, now: datetime | None = None) -> dict[str, Any]
 
     Keys: ``videos`` (per video ``input``, ``output``, ``status``, ``error``, ``frames``,
     ``note``, ``chunks_done``, ``chunks_total``, ``added_flicker``, ``metrics``, ``preview``,
-    ``chunks``), ``runs``, ``enhancer_busy`` (the latest run's), ``progress`` and
-    ``eta_seconds`` (:func:`eta_seconds`, with ``now`` as the clock).
+    ``output_codec``, ``size_ratio``, ``chunks``), ``runs``, ``enhancer_busy`` (the latest
+    run's), ``progress`` and ``eta_seconds`` (:func:`eta_seconds`, with ``now`` as the clock).
     """
     latest = _latest_run(manifest)
     return {
@@ -99,6 +99,9 @@ def _video_entry(video: VideoRecord) -> dict[str, Any]:
         "added_flicker": video.added_flicker,
         "metrics": video.metrics,
         "preview": video.preview,
+        "output_codec": video.output_codec,
+        "size_ratio": (round(video.output_bytes / video.size, 3)
+                       if video.output_bytes and video.size else None),
         "chunks": [{"index": c.index, "status": c.status, "run": c.run,
                     "attempts": c.attempts, "error": c.error} for c in video.chunks],
     }

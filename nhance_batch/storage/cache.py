@@ -13,8 +13,8 @@ from typing import Any
 
 from nhance_batch.storage.errors import StorageError
 from nhance_batch.storage.listing import fingerprint
-from nhance_batch.storage.objects import download
-from nhance_batch.storage.urls import _display, is_local_url, local_path
+from nhance_batch.storage.objects import TEMP_MARK, download
+from nhance_batch.storage.urls import display_url, is_local_url, local_path
 
 ENV_INPUT_CACHE_BYTES = "NHANCE_INPUT_CACHE_BYTES"
 DEFAULT_INPUT_CACHE_BYTES = 20 * 2**30
@@ -78,7 +78,7 @@ class InputCache:
                         if got != known_size:
                             os.unlink(path)
                             raise StorageError(
-                                f"downloading {_display(url)}: got {got} bytes, the store "
+                                f"downloading {display_url(url)}: got {got} bytes, the store "
                                 f"listed {known_size} (changed while running?)", transient=True)
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -99,14 +99,14 @@ class InputCache:
             finally:
                 os.close(fd)
                 self._make_room(0)
-        raise StorageError(f"{_display(url)}: the local cache copy kept disappearing",
+        raise StorageError(f"{display_url(url)}: the local cache copy kept disappearing",
                            transient=True)
 
     def _entries(self) -> list[os.DirEntry]:
         try:
             with os.scandir(self.root) as it:
                 return [e for e in it if e.is_file() and not e.name.endswith(".lock")
-                        and ".part-" not in e.name]
+                        and TEMP_MARK not in e.name]
         except FileNotFoundError:
             return []
 

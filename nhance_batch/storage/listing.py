@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nhance_batch.storage.errors import StorageError
-from nhance_batch.storage.retry import RetryPolicy, _call, with_retries
-from nhance_batch.storage.urls import _ALIASES, _display, is_local_url, join, local_path, protocol_of, resolve
+from nhance_batch.storage.retry import RetryPolicy, call_with_retries, with_retries
+from nhance_batch.storage.urls import _ALIASES, display_url, is_local_url, join, local_path, protocol_of, resolve
 
 @dataclass(frozen=True)
 class StoredVideo:
@@ -139,7 +139,7 @@ def fingerprint(url: str, storage_options: Mapping[str, Any] | None = None, *,
         return _local_fingerprint(local_path(url))
     fs, path = resolve(url, storage_options)
     fs.invalidate_cache(path)
-    info = _call(fs, url, path, "reading metadata of", fs.info, path,
+    info = call_with_retries(fs, url, path, "reading metadata of", fs.info, path,
                  storage_options=storage_options, policy=policy)
     return _fingerprint_from_info(info)
 
@@ -171,66 +171,88 @@ def list_videos(url: str, storage_options: Mapping[str, Any] | None = None, *,
         ex = local_path(exclude) if exclude and is_local_url(exclude) else None
         return [StoredVideo(source, relative)
                 for source, relative in list_local(local_path(url), exclude=ex)]
-
     fs, root = resolve(url, storage_options)
-    excluded = None
+    excluded = _excluded_path(fs, url, exclude)
+    if _MAGIC & set(root):
+        return _list_glob(fs, url, root, excluded, storage_options, policy)
+    return _list_prefix(fs, url, root, excluded, storage_options, policy)
+
+
+def _excluded_path(fs: Any, url: str, exclude: str | None) -> str | None:
+    """``exclude`` as a path of ``fs`` when it lies in the same store as ``url``, else None."""
     if exclude and not is_local_url(exclude) and protocol_of(exclude) in (
             protocol_of(url), _ALIASES.get(protocol_of(url))):
-        excluded = fs._strip_protocol(exclude).rstrip("/")
+        return fs._strip_protocol(exclude).rstrip("/")
+    return None
 
-    def keep(path: str) -> bool:
-        return excluded is None or not (path == excluded or path.startswith(excluded + "/"))
 
-    def entries(found: Mapping[str, Any], base_path: str, base_url: str) -> list[StoredVideo]:
-        out = []
-        for path, info in sorted(found.items()):
-            if info.get("type", "file") != "file" or not keep(path):
-                continue
-            relative = path[len(base_path):].lstrip("/")
-            if not relative or not is_video_name(relative):
-                continue
-            fp, size = _fingerprint_from_info(info)
-            out.append(StoredVideo(join(base_url, relative), relative, fp, size))
-        return out
+def _entries(found: Mapping[str, Any], base_path: str, base_url: str,
+             excluded: str | None) -> list[StoredVideo]:
+    """The videos among listed objects (sorted by path), keyed relative to ``base_path``;
+    nothing at or under ``excluded``."""
+    out = []
+    for path, info in sorted(found.items()):
+        if info.get("type", "file") != "file" or (
+                excluded is not None and (path == excluded or path.startswith(excluded + "/"))):
+            continue
+        relative = path[len(base_path):].lstrip("/")
+        if not relative or not is_video_name(relative):
+            continue
+        fp, size = _fingerprint_from_info(info)
+        out.append(StoredVideo(join(base_url, relative), relative, fp, size))
+    return out
 
-    if _MAGIC & set(root):
-        fs.invalidate_cache()
-        found = _call(fs, url, root, "listing", fs.glob, root, detail=True,
-                      storage_options=storage_options, policy=policy)
-        parts = root.split("/")
-        keep_parts = []
-        for part in parts:
-            if _MAGIC & set(part):
-                break
-            keep_parts.append(part)
-        base_path = "/".join(keep_parts)
-        url_parts = str(url).split("/")
-        n_magic = len(parts) - len(keep_parts)
-        base_url = "/".join(url_parts[: len(url_parts) - n_magic])
-        files = {p: i for p, i in _as_detail(found, fs).items() if i.get("type", "file") == "file"}
-        return entries(files, base_path, base_url)
 
+def _list_glob(fs: Any, url: str, root: str, excluded: str | None,
+               storage_options: Mapping[str, Any] | None,
+               policy: RetryPolicy | None) -> list[StoredVideo]:
+    """The videos matching a glob in a store, keyed relative to the glob's fixed head."""
+    fs.invalidate_cache()
+    found = call_with_retries(fs, url, root, "listing", fs.glob, root, detail=True,
+                  storage_options=storage_options, policy=policy)
+    parts = root.split("/")
+    keep_parts = []
+    for part in parts:
+        if _MAGIC & set(part):
+            break
+        keep_parts.append(part)
+    base_path = "/".join(keep_parts)
+    url_parts = str(url).split("/")
+    n_magic = len(parts) - len(keep_parts)
+    base_url = "/".join(url_parts[: len(url_parts) - n_magic])
+    files = {p: i for p, i in _as_detail(found, fs).items() if i.get("type", "file") == "file"}
+    return _entries(files, base_path, base_url, excluded)
+
+
+def _list_prefix(fs: Any, url: str, root: str, excluded: str | None,
+                 storage_options: Mapping[str, Any] | None,
+                 policy: RetryPolicy | None) -> list[StoredVideo]:
+    """The videos under a prefix in a store, or the one object ``url`` names.
+
+    Raises:
+        FileNotFoundError: ``url`` names no object and no prefix.
+    """
     fs.invalidate_cache(root)
-    found = _call(fs, url, root, "listing", fs.find, root, detail=True, withdirs=False,
+    found = call_with_retries(fs, url, root, "listing", fs.find, root, detail=True, withdirs=False,
                   storage_options=storage_options, policy=policy)
     if not found:
         # maybe a single object (find lists below a prefix), or nothing at all
         try:
-            info = _call(fs, url, root, "reading metadata of", fs.info, root,
+            info = call_with_retries(fs, url, root, "reading metadata of", fs.info, root,
                          storage_options=storage_options, policy=policy)
         except FileNotFoundError:
             raise FileNotFoundError(
-                errno.ENOENT, f"input {_display(url)}: no such object, prefix or matching glob"
+                errno.ENOENT, f"input {display_url(url)}: no such object, prefix or matching glob"
             ) from None
-        if info.get("type") == "file":
-            name = root.rstrip("/").rsplit("/", 1)[-1]
-            fp, size = _fingerprint_from_info(info)
-            return [StoredVideo(str(url), name, fp, size)]
-        return []
+        return [_one_object(url, root, info)] if info.get("type") == "file" else []
     found = _as_detail(found, fs)
     if len(found) == 1 and next(iter(found)).rstrip("/") == root.rstrip("/"):
-        info = next(iter(found.values()))  # the URL names one object
-        name = root.rstrip("/").rsplit("/", 1)[-1]
-        fp, size = _fingerprint_from_info(info)
-        return [StoredVideo(str(url), name, fp, size)]
-    return entries(found, root.rstrip("/"), str(url).rstrip("/"))
+        return [_one_object(url, root, next(iter(found.values())))]  # the URL names one object
+    return _entries(found, root.rstrip("/"), str(url).rstrip("/"), excluded)
+
+
+def _one_object(url: str, root: str, info: Mapping[str, Any]) -> StoredVideo:
+    """The input ``url`` that names one object (whatever its extension), keyed by its name."""
+    name = root.rstrip("/").rsplit("/", 1)[-1]
+    fp, size = _fingerprint_from_info(info)
+    return StoredVideo(str(url), name, fp, size)

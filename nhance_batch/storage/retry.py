@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from nhance_batch.storage.errors import StorageError
 from nhance_batch.storage.redact import redact
-from nhance_batch.storage.urls import _display, is_local
+from nhance_batch.storage.urls import display_url, is_local
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -195,7 +195,7 @@ def with_retries(fn: Callable[..., T], *args: Any, what: str = "storage call",
     redacted.
     """
     policy = policy or policy_for(url)
-    where = f"{what} {_display(url)}" if url else what
+    where = f"{what} {display_url(url)}" if url else what
     started = time.monotonic()
     for attempt in range(policy.attempts):
         try:
@@ -235,12 +235,12 @@ def _not_found(fs: Any, url: str, path: str, storage_options: Any) -> FileNotFou
         except Exception:  # noqa: BLE001 - the original error is the one to report
             exists = True
         if not exists:
-            raise StorageError(f"{_display(url)}: no such bucket/container {bucket!r}",
+            raise StorageError(f"{display_url(url)}: no such bucket/container {bucket!r}",
                                transient=False)
-    return FileNotFoundError(errno.ENOENT, f"{_display(url)}: no such object or folder")
+    return FileNotFoundError(errno.ENOENT, f"{display_url(url)}: no such object or folder")
 
 
-def _call(fs: Any, url: str, path: str, what: str, fn: Callable[..., T], *args: Any,
+def call_with_retries(fs: Any, url: str, path: str, what: str, fn: Callable[..., T], *args: Any,
           storage_options: Any = None, policy: RetryPolicy | None = None, **kwargs: Any) -> T:
     """with_retries, turning a not-found caused by a missing bucket into a clear StorageError."""
     try:

@@ -178,5 +178,6 @@ def parent(url: str) -> str:
     return head
 
 
-def _display(url: str) -> str:
+def display_url(url: str) -> str:
+    """``url`` as it may be shown in a message or a log: credentials removed."""
     return redact(str(url))

@@ -221,13 +221,11 @@ class JobMedia:
         with self._lock(str(dest)):
             if dest.is_file():
                 return dest
+            from nhance_batch.storage import atomic_local_file
+
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.stem}.{os.getpid()}.partial.mp4")
-            try:
-                render(str(tmp))
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with atomic_local_file(dest) as tmp:
+                render(tmp)
             return dest
 
     def gains(self, job_id: str, index: int) -> dict[str, list[float]] | None:

@@ -66,8 +66,12 @@ class JobSettings(BaseModel):
         temporal_radius: frames each side over which the colour gain is smoothed (0: off).
         lossless: encode losslessly (FFV1); such outputs are shown through previews.
         crf: constant rate factor of the lossy encoder (None: the encoder default).
+        codec: ``match`` (None: the source's codec family), ``auto`` or an encoder name.
+        strict: a damaged recording fails instead of keeping the frames that decode.
         previews: also write a browser-playable preview of each output.
         chunk_frames: frames per chunk (0: sized to the video).
+        hdr: ``keep`` HDR sources HDR, or write their SDR BT.709 rendition (``sdr``).
+        strength: how much of the enhancement is kept, 0 (the input) to 1.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -76,8 +80,12 @@ class JobSettings(BaseModel):
     temporal_radius: int = Field(default=3, ge=0, le=64)
     lossless: bool = False
     crf: int | None = Field(default=None, ge=0, le=63)
+    codec: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    strict: bool = False
     previews: bool = False
     chunk_frames: int = Field(default=0, ge=0, le=100_000)
+    hdr: Literal["keep", "sdr"] = "keep"
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("model")
     @classmethod
@@ -91,8 +99,8 @@ class JobSettings(BaseModel):
 
     @model_validator(mode="after")
     def _lossless_has_no_crf(self) -> "JobSettings":
-        if self.lossless and self.crf is not None:
-            raise ValueError("lossless cannot be combined with crf")
+        if self.lossless and (self.crf is not None or self.codec is not None):
+            raise ValueError("lossless cannot be combined with crf or codec")
         return self
 
     @classmethod
@@ -109,8 +117,10 @@ class JobSettings(BaseModel):
 
         return run_config(input_spec, output, model=self.model, chunk_frames=self.chunk_frames,
                           temporal_radius=self.temporal_radius, lossless=self.lossless,
-                          crf=self.crf, previews=self.previews, address=server.address,
-                          workers=server.workers, storage_options=storage_options)
+                          crf=self.crf, codec=self.codec, strict=self.strict,
+                          previews=self.previews, address=server.address,
+                          workers=server.workers, hdr=self.hdr, strength=self.strength,
+                          storage_options=storage_options)
 
 
 class JobRequest(JobSettings):

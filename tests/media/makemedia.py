@@ -60,6 +60,11 @@ def make_video(
     gop: int | None = None,
     bframes: bool = True,
     container: str | None = None,
+    sar: Fraction | None = None,
+    timecode: str | None = None,
+    tags: dict[str, str] | None = None,
+    stream_tags: dict[str, str] | None = None,
+    faststart: bool = False,
 ) -> Path:
     """Write a test video to ``path`` and return the path.
 
@@ -78,6 +83,13 @@ def make_video(
         gop: keyframe interval (default: the encoder's).
         bframes: allow B-frames (x264: up to 3).
         container: FFmpeg muxer name (default: from the file name).
+        sar: sample aspect ratio (pixel shape) written on the video stream.
+        timecode: start timecode (``01:00:00:00``); the MOV muxer then writes a ``tmcd`` track.
+        tags: container metadata; keys with a dot (``com.apple.quicktime.make``) are written
+            as QuickTime metadata keys (``use_metadata_tags``).
+        stream_tags: the video stream's metadata (``encoder``, ``title``, ``language``...).
+        faststart: MP4/MOV index at the start of the file (so that cutting the file's end
+            loses frames, not the index).
     """
     import av
 
@@ -96,13 +108,12 @@ def make_video(
     duration = float((stamps[-1] * tb) + 1 / rate) if frames else 0.0
     high = av.VideoFormat(pix_fmt).components[0].bits > 8
 
-    with av.open(str(path), mode="w", format=container) as out:
-        options = {}
-        if codec == "libx264":
-            options = {"preset": "veryfast", "bf": "3" if bframes else "0"}
-            if gop:
-                options["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
-        video = out.add_stream(codec, rate=rate, options=options)
+    flags = [f for f, on in (("faststart", faststart),
+                             ("use_metadata_tags", any("." in k for k in tags or {}))) if on]
+    muxer_options = {"movflags": "+".join(flags)} if flags else {}
+    with av.open(str(path), mode="w", format=container, options=muxer_options) as out:
+        out.metadata.update(tags or {})
+        video = out.add_stream(codec, rate=rate, options=_encoder_options(codec, gop, bframes))
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         video.time_base = tb
         video.codec_context.time_base = tb
@@ -115,6 +126,13 @@ def make_video(
         cc.color_range = LIMITED_RANGE
         if rotation:
             video.set_display_rotation(rotation)
+        if sar is not None:
+            cc.sample_aspect_ratio = sar
+        if timecode is not None:
+            video.metadata["timecode"] = timecode
+        video.metadata.update(stream_tags or {})
+        if codec == "libx265" and out.format.name in ("mov", "mp4"):
+            video.codec_tag = "hvc1"
 
         audio_streams = []
         for track in range(audio_tracks):
@@ -144,6 +162,32 @@ def make_video(
         if sub_stream is not None:
             _write_subtitles(out, sub_stream, sub_codec, duration)
     return path
+
+
+def _encoder_options(codec: str, gop: int | None, bframes: bool) -> dict[str, str]:
+    if codec == "libx264":
+        options = {"preset": "veryfast", "bf": "3" if bframes else "0"}
+        if gop:
+            options["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+        return options
+    if codec == "libx265":
+        params = "log-level=error" + (":bframes=0" if not bframes else "")
+        if gop:
+            params += f":keyint={gop}:min-keyint={gop}:scenecut=0"
+        return {"preset": "ultrafast", "x265-params": params}
+    if codec == "libsvtav1":
+        return {"preset": "12"}
+    if codec == "libvpx-vp9":
+        return {"deadline": "realtime", "cpu-used": "8"}
+    return {}
+
+
+def truncate(path: str | os.PathLike[str], dest: str | os.PathLike[str], lose: int) -> Path:
+    """Copy ``path`` to ``dest`` without its last ``lose`` bytes: a recording cut off mid-write
+    (make the source with ``faststart`` so the index survives)."""
+    data = Path(path).read_bytes()
+    Path(dest).write_bytes(data[: len(data) - lose])
+    return Path(dest)
 
 
 def _write_tone(out: object, stream: object, freq: float, seconds: float) -> None:

@@ -225,3 +225,31 @@ def test_resume_command_and_changed_settings(tmp_path):
     assert redone.exit_code == 0, redone.output
     assert json.loads(summary.read_text())["chunks_computed"] == 3
     assert runner.invoke(cli, ["status", str(tmp_path / "nothing")]).exit_code == 2
+
+
+def test_resume_keeps_strength_and_hdr_and_jobs_recorded_before_them_resume(tmp_path):
+    """The manifest records strength and hdr; ``resume`` runs with them, a run with another
+    strength is refused, and a job recorded before these settings (without them) resumes."""
+    from nhance_batch.state.jobstate import JobState, job_settings
+    from nhance_batch.state.layout import JobLayout
+
+    make_video(tmp_path / "in" / "a.mp4", width=64, height=48, frames=12, gop=4)
+    config = config_for(tmp_path / "in", tmp_path / "out").model_copy(update={
+        "model": RunConfig.model_fields["model"].default.model_copy(update={"strength": 0.5}),
+        "encode": EncodeConfig(lossless=True, hdr="sdr")})
+    with pytest.raises(KeyboardInterrupt):
+        run_sequential(config, reporter=StopAfter(1))
+    job = read_manifest(str(tmp_path / "out" / "_nhance" / "manifest.parquet")).job
+    assert job["strength"] == 0.5 and job["encode"]["hdr"] == "sdr"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["resume", str(tmp_path / "out"), "--executor", "sequential"])
+    assert result.exit_code == 0, result.output
+    refused = runner.invoke(cli, ["run", str(tmp_path / "in"), str(tmp_path / "out"),
+                                  *SETTINGS, "--executor", "sequential"])
+    assert refused.exit_code == 2 and "strength" in refused.output
+    old = {k: v for k, v in job_settings(config_for("in", "o")).items() if k != "strength"}
+    old["encode"] = {k: v for k, v in old["encode"].items() if k != "hdr"}
+    layout = JobLayout.create("in", str(tmp_path / "old"))
+    JobState.open(layout, old).flush(compact=True)
+    assert "strength" not in read_manifest(layout.manifest).job
+    JobState.open(layout, job_settings(config_for("in", "o")))  # no mismatch raised

@@ -176,14 +176,14 @@ def _run(config: RunConfig):
 def test_container_selection_failure_fails_only_that_video(tmp_path, monkeypatch):
     import nhance_batch.media as media
 
-    real = media.output_container
+    real = media.plan_output
 
     def picky(relative, info, encode):
         if relative == "other.mp4":
             raise ValueError("no muxer for this codec")
         return real(relative, info, encode)
 
-    monkeypatch.setattr(media, "output_container", picky)
+    monkeypatch.setattr(media, "plan_output", picky)
     summary = _run(_job(tmp_path))
     by_name = {Path(v.input).name: v for v in summary.videos}
     assert by_name["good.mp4"].status == "done"

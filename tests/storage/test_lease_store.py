@@ -77,7 +77,7 @@ def test_racing_drivers_exactly_one_wins(store, existing):
                   for i in range(RACERS)]
         assert all(isinstance(lease, StoreLease) for lease in leases)
         for lease in leases:
-            lease._store  # resolve the client before the start line
+            lease.backend.object  # resolve the client before the start line
         barrier = threading.Barrier(len(leases))
         winners: list[str] = []
         refused: list[str] = []
@@ -115,7 +115,7 @@ def test_take_over_of_a_stale_view_is_refused(store):
     store.put("job/_nhance/lease.json", _expired_record())
     a = StoreLease(url, store.storage_options, ttl=30.0, owner="driver-a")
     b = StoreLease(url, store.storage_options, ttl=30.0, owner="driver-b")
-    real_read = b._store.read
+    real_read = b.backend.object.read
     calls = []
 
     def read_then_lose_the_race():  # type: ignore[no-untyped-def]
@@ -125,7 +125,7 @@ def test_take_over_of_a_stale_view_is_refused(store):
         calls.append(found)
         return found
 
-    b._store.read = read_then_lose_the_race
+    b.backend.object.read = read_then_lose_the_race
     with pytest.raises(LeaseError, match="driver-a"):
         b.acquire()
     assert json.loads(calls[0][0])["owner"] == "dead"  # what B saw first
@@ -281,7 +281,7 @@ def test_store_without_conditional_writes_falls_back(store, monkeypatch):
     lease.acquire()  # conditional create worked: ETag versions
     monkeypatch.setattr(conditional.S3Object, "_put", put_without_preconditions)
     assert lease.heartbeat() and not lease.lost  # switched over, renewal kept
-    assert isinstance(lease._store, PlainObject)
+    assert isinstance(lease.backend.object, PlainObject)
     with pytest.raises(LeaseError, match="me"):
         StoreLease(url, store.storage_options, ttl=30.0, owner="other").acquire()
     lease.release()
