@@ -43,6 +43,13 @@ def _human_seconds(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def _rates(sizes: list) -> str:
+    """``0.52 Mpx/s at 256x144, 0.41 at 640x360``."""
+    parts = [f"{rate:.3f}{' Mpx/s' if i == 0 else ''} at {w}x{h}"
+             for i, (w, h, rate) in enumerate(sizes)]
+    return ", ".join(parts)
+
+
 def make_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,
               calibrate: bool = True, recalibrate: bool = False) -> JobPlan:
     """The :class:`~nhance_batch.estimate.JobPlan` of a RunConfig (calibrating when asked)."""
@@ -56,7 +63,7 @@ def make_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,
             return load_or_calibrate(config.model, config.encode, refresh=recalibrate)
     return plan_job(config.input, model=config.model, chunk=config.chunk, encode=config.encode,
                     limits=config.limits, storage_options=config.storage_options, gpus=gpus,
-                    calibration=calibration, gpu_kind=gpu_kind)
+                    calibration=calibration, gpu_kind=gpu_kind, enhance_sample=calibrate)
 
 
 def print_plan(plan: JobPlan, console=None) -> None:
@@ -89,26 +96,39 @@ def print_plan(plan: JobPlan, console=None) -> None:
                   f"TFLOP ({total['enhanced_frames']} frames enhanced, context included), "
                   f"output about {_human_bytes(total['output_bytes'])} "
                   f"({total['output_bytes_basis']})")
-    cal = plan.calibration
-    if cal is not None:
-        how = "cached" if cal["cached"] else f"measured now in {cal['seconds']:.1f} s"
-        console.print(f"here: about {_human_seconds(total['seconds_here'])} "
-                      f"(calibration {how}: enhancer {cal['enhance_mpx_s']:.3f} Mpx/s at "
-                      f"{cal['width']}x{cal['height']}, start-up {cal['startup_s']:.1f} s, "
-                      f"decode {cal['decode_mpx_s']:.1f} Mpx/s, encode "
-                      f"{cal['encode_mpx_s']:.1f} Mpx/s; {cal['machine']['cpu']}, "
-                      f"{cal['machine']['cores']} cores, {cal['machine']['backend']}"
-                      f"{', GPU ' + cal['machine']['gpu'] if cal['machine']['gpu'] else ''})")
+    if plan.calibration is not None:
+        _print_here(console, total, plan.calibration)
     for est in plan.gpu_estimates:
-        encode = ("" if est["encode_seconds"] is None
-                  else f", the node's CPUs encode in {_human_seconds(est['encode_seconds'])}")
-        console.print(f"on {est['gpus']} x {est['kind']} ({est['precision']}): about "
-                      f"{_human_seconds(est['seconds'])} (enhancer "
-                      f"{_human_seconds(est['enhance_seconds'])}{encode}; {est['bound']}-bound)")
-        for source in est["sources"]:
-            console.print(f"  rate: {source}")
+        _print_gpu(console, est)
     for note in plan.notes:
         console.print(f"note: {note}")
+
+
+def _print_here(console, total: dict, cal: dict) -> None:
+    how = "cached" if cal["cached"] else f"measured now in {cal['seconds']:.1f} s"
+    startup = sum((total["startup_here"] or {}).values())
+    machine = cal["machine"]
+    console.print(f"here: about {_human_seconds(total['seconds_here'])}, start-up "
+                  f"{_human_seconds(startup)} included (calibration {how}: enhancer "
+                  f"{_rates(cal['enhance_sizes'])}, actor start {cal['startup_s']:.1f} s, "
+                  f"first call per frame size {cal['shape_s']:.1f} s, "
+                  f"decode {cal['decode_mpx_s']:.1f} Mpx/s, encode "
+                  f"{cal['encode_mpx_s']:.1f} Mpx/s; {machine['cpu']}, "
+                  f"{machine['cores']} cores, {machine['backend']}"
+                  f"{', GPU ' + machine['gpu'] if machine['gpu'] else ''})")
+
+
+def _print_gpu(console, est: dict) -> None:
+    encode = ("" if est["encode_seconds"] is None
+              else f", the nodes' CPUs encode in {_human_seconds(est['encode_seconds'])}")
+    console.print(f"on {est['gpus']} x {est['kind']} ({est['precision']}): about "
+                  f"{_human_seconds(est['seconds'])} (start-up "
+                  f"{_human_seconds(est['startup_seconds'])}, the GPU actor's assumed; "
+                  f"{est['chunks']} chunks on {est['gpus_used']} GPUs, enhancer "
+                  f"{_human_seconds(est['enhance_seconds'])}{encode}; "
+                  f"{est['bound']}-bound)")
+    for source in est["sources"]:
+        console.print(f"  rate: {source}")
 
 
 def report_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None,

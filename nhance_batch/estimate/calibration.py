@@ -2,12 +2,17 @@
 
 :func:`calibrate` times, in this process, what a job's workers do per pixel:
 
-* the enhancer (the job's model, precision and batch size, through the same
-  :class:`~nhance_batch.model.enhancer.Enhancer` the enhance stage uses): the start-up an actor
-  pays once (backend import, model load, first compile) and megapixels per second after it;
+* the enhancer as the enhance stage runs it (the job's model, precision and batch size,
+  through the same :class:`~nhance_batch.model.enhancer.Enhancer`, followed by the temporal
+  stabiliser): the start-up an actor pays once (backend import, model load), the first call
+  at a new frame size (the choice of path and batch when it is not cached yet, and the
+  compile), and megapixels per second after it, at two frame sizes (:data:`CPU_SIZES`; per
+  pixel, large frames run slower than small ones on a CPU, whose caches they overflow);
 * the decoder and the encoder (the job's :class:`~nhance_batch.config.EncodeConfig`, through
   :func:`~nhance_batch.media.decode_all` and :func:`~nhance_batch.media.encode_part`), on a
-  short synthetic clip.
+  short synthetic clip at the larger size;
+* the embedded Ray's start and stop, as a run does them
+  (:func:`~nhance_batch.pipeline.ray_session.connect` and ``disconnect``).
 
 :func:`load_or_calibrate` keeps the result in the user cache
 (``$NHANCE_CACHE/calibration.json``, or the platform's cache folder), keyed by
@@ -38,15 +43,17 @@ from nhance_batch.storage.objects import write_bytes
 #: Cache file name under the cache folder.
 CACHE_FILE = "calibration.json"
 #: Bumped when what is measured changes, so old entries are not reused.
-CALIBRATION_VERSION = 2
-#: Frame size the enhancer is timed at on CPUs (on a GPU: :data:`GPU_SIZE`).
-CPU_SIZE = (256, 144)
-GPU_SIZE = (1280, 720)
-#: Least timed seconds and passes of the enhancer after its first (compiling) pass.
+CALIBRATION_VERSION = 3
+#: Frame sizes the enhancer is timed at on CPUs (on a GPU: :data:`GPU_SIZES`), smallest first;
+#: rates at other sizes are interpolated in megapixels between them
+#: (:meth:`Calibration.enhance_rate`).
+CPU_SIZES = ((256, 144), (640, 360))
+GPU_SIZES = ((1280, 720),)
+#: Least timed seconds and passes of the enhancer at each size after its first pass.
 MIN_SECONDS = 2.0
 MIN_PASSES = 2
-#: Frames per timed enhancer call.
-PASS_FRAMES = 8
+#: Least pixels per timed enhancer call (whole batches of the enhancer's chosen size).
+PASS_PIXELS = 8 * 256 * 144
 #: Frames of the synthetic clip the decoder and encoder are timed on.
 MEDIA_FRAMES = 24
 
@@ -58,9 +65,14 @@ class Calibration:
     Attributes:
         key: the cache key (:func:`calibration_key`).
         machine: what the key was made of (CPU, cores, GPU, backend...), readable.
-        width, height: the frame size the enhancer was timed at.
-        enhance_mpx_s: enhancer megapixels per second after start-up.
-        startup_s: the enhancer's one-off start: backend import, model load, first compile.
+        width, height: the largest frame size the enhancer was timed at.
+        enhance_mpx_s: enhancer megapixels per second at ``width x height`` after start-up
+            (stabiliser included).
+        enhance_sizes: ``[width, height, megapixels per second]`` per size timed, smallest
+            first.
+        startup_s: the enhancer's one-off start: backend import, model load.
+        shape_s: what the first call at a new frame size costs beyond its frames' work (the
+            path and batch choice when not cached, and the compile), at the largest size.
         decode_mpx_s, encode_mpx_s: decoder and encoder megapixels per second.
         encode_bytes_per_px: bytes per pixel of the encoder's output on the synthetic clip
             (used for lossless output sizes, whose size depends little on the content).
@@ -68,6 +80,8 @@ class Calibration:
             sharing the same cores).
         measured_at: when (UTC, ISO 8601).
         seconds: how long the calibration took.
+        ray_s: the embedded Ray's start and stop (None: not measured, e.g. no Ray here, or
+            this process already joined one).
         cached: True when this came from the cache rather than a fresh measurement.
     """
 
@@ -76,17 +90,33 @@ class Calibration:
     width: int
     height: int
     enhance_mpx_s: float
+    enhance_sizes: list
     startup_s: float
+    shape_s: float
     decode_mpx_s: float
     encode_mpx_s: float
     encode_bytes_per_px: float
     gpu: bool
     measured_at: str
     seconds: float
+    ray_s: float | None = None
     cached: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def enhance_rate(self, width: int, height: int) -> float:
+        """Enhancer megapixels per second for ``width x height`` frames: linear in the frame's
+        megapixels between the sizes timed, held at the nearest one outside them."""
+        rows = sorted((w * h / 1e6, rate) for w, h, rate in self.enhance_sizes) or \
+            [(self.width * self.height / 1e6, self.enhance_mpx_s)]
+        mpx = width * height / 1e6
+        if mpx <= rows[0][0]:
+            return rows[0][1]
+        for (low, a), (high, b) in zip(rows, rows[1:]):
+            if mpx <= high:
+                return a + (mpx - low) / (high - low) * (b - a)
+        return rows[-1][1]
 
 
 def cache_path() -> Path:
@@ -186,25 +216,53 @@ def _synthetic_frames(n: int, width: int, height: int) -> np.ndarray:
     return frames
 
 
-def _time_enhancer(model: Any, width: int, height: int) -> tuple[float, float]:
-    """(startup seconds, megapixels per second) of the job's enhancer at ``width x height``."""
+def _stage_pass(enhancer: Any, frames: np.ndarray) -> None:
+    """What the enhance stage does with a chunk: the enhancer, then the temporal stabiliser."""
+    from nhance_batch.config import DEFAULT_TEMPORAL_RADIUS
+    from nhance_batch.temporal import ChunkStabiliser
+
+    stabiliser = ChunkStabiliser(frames, slice(0, len(frames)), DEFAULT_TEMPORAL_RADIUS,
+                                 dtype=frames.dtype)
+    for first, y in enhancer.batches(frames, as_float=True):
+        stabiliser.add(first, y)
+    stabiliser.result()
+
+
+def _time_size(enhancer: Any, width: int, height: int) -> tuple[float, float]:
+    """(seconds the first call costs beyond its frames' work, megapixels per second) of the
+    enhance stage at ``width x height``."""
+    one = _synthetic_frames(1, width, height)
+    begin = time.perf_counter()
+    _stage_pass(enhancer, one)  # picks its path and batch (or reads them), compiles
+    first = time.perf_counter() - begin
+    batch = max(1, enhancer.decision(one).batch_size)
+    batches = max(1, round(PASS_PIXELS / (batch * width * height)))
+    frames = _synthetic_frames(batch * batches, width, height)
+    passes, begin = 0, time.perf_counter()
+    while passes < MIN_PASSES or time.perf_counter() - begin < MIN_SECONDS:
+        _stage_pass(enhancer, frames)
+        passes += 1
+    rate = passes * len(frames) * width * height / 1e6 / (time.perf_counter() - begin)
+    # the first call ran one (padded) batch: its frames' work at the measured rate
+    return max(0.0, first - batch * width * height / 1e6 / rate), rate
+
+
+def _time_enhancer(model: Any,
+                   sizes: tuple[tuple[int, int], ...]) -> tuple[float, float, list[list]]:
+    """(start-up seconds, first-call seconds at the last size, ``[width, height, megapixels
+    per second]`` per size) of the job's enhance stage."""
     start = time.perf_counter()
     from nhance_batch.model.enhancer import Enhancer
 
     enhancer = Enhancer(model)
     enhancer.setup()
-    # a multiple of any batch the enhancer may pick (0: it chooses by measurement)
-    frames = _synthetic_frames(max(getattr(model, "batch_size", 0) or 0, PASS_FRAMES),
-                               width, height)
-    enhancer(frames, as_float=True)  # compiles (and picks its path and batch, if it does)
     startup = time.perf_counter() - start
-    passes, begin = 0, time.perf_counter()
-    while passes < MIN_PASSES or time.perf_counter() - begin < MIN_SECONDS:
-        enhancer(frames, as_float=True)
-        passes += 1
-    elapsed = time.perf_counter() - begin
+    rows, shape_s = [], 0.0
+    for width, height in sizes:
+        shape_s, rate = _time_size(enhancer, width, height)
+        rows.append([width, height, round(rate, 6)])
     enhancer.teardown()
-    return startup, passes * len(frames) * width * height / 1e6 / elapsed
+    return startup, shape_s, rows
 
 
 def _write_source(path: str, frames: np.ndarray) -> None:
@@ -247,26 +305,48 @@ def _time_media(encode: Any, width: int, height: int) -> tuple[float, float, flo
     return mpx / max(decode_s, 1e-9), mpx / max(encode_s, 1e-9), size / (mpx * 1e6)
 
 
+def _time_ray() -> float | None:
+    """Seconds the embedded Ray takes to start and stop, as a run starts and stops it; None
+    when Ray is missing, fails to start, or this process is already connected to one."""
+    try:
+        from nhance_batch.config import ClusterConfig
+        from nhance_batch.pipeline import ray_session
+    except ImportError:
+        return None
+    begin = time.perf_counter()
+    try:
+        if not ray_session.connect(ClusterConfig(), 1):
+            return None
+        ray_session.disconnect()
+    except Exception:  # noqa: BLE001 - a missing measurement, not a failed plan
+        return None
+    return time.perf_counter() - begin
+
+
 def calibrate(model: Any, encode: Any, *, machine: dict | None = None,
               import_s: float | None = None) -> Calibration:
     """Measure this machine's rates for ``model`` (a ModelConfig) and ``encode`` (an
-    EncodeConfig); a few seconds on a CPU. ``import_s``: the backend's import time when it
-    was imported before (by :func:`machine_description`); it counts in the start-up."""
+    EncodeConfig); under a minute on an idle CPU. ``import_s``: the backend's import time when
+    it was imported before (by :func:`machine_description`); it counts in the start-up."""
     begin = time.perf_counter()
     if machine is None:
         machine, import_s = _timed_description(model, encode)
-    width, height = GPU_SIZE if machine["gpu"] else CPU_SIZE
-    startup, enhance_rate = _time_enhancer(model, width, height)
+    sizes = GPU_SIZES if machine["gpu"] else CPU_SIZES
+    startup, shape_s, rows = _time_enhancer(model, sizes)
     startup += import_s or 0.0
-    decode_rate, encode_rate, bytes_per_px = _time_media(encode, *CPU_SIZE)
+    decode_rate, encode_rate, bytes_per_px = _time_media(encode, *CPU_SIZES[-1])
+    ray_s = _time_ray()
+    width, height, rate = rows[-1]
     return Calibration(
         key=calibration_key(machine), machine=machine, width=width, height=height,
-        enhance_mpx_s=round(enhance_rate, 6), startup_s=round(startup, 3),
+        enhance_mpx_s=rate, enhance_sizes=rows, startup_s=round(startup, 3),
+        shape_s=round(shape_s, 3),
         decode_mpx_s=round(decode_rate, 6), encode_mpx_s=round(encode_rate, 6),
         encode_bytes_per_px=round(bytes_per_px, 6),
         gpu=bool(machine["gpu"]),
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        seconds=round(time.perf_counter() - begin, 3))
+        seconds=round(time.perf_counter() - begin, 3),
+        ray_s=None if ray_s is None else round(ray_s, 3))
 
 
 def _read_cache(path: Path) -> dict:
