@@ -255,6 +255,10 @@ class ActorPool:
         """The outstanding health pings (one answering means an actor may be available)."""
         return [slot.ping for slot in self.slots if slot.ping is not None]
 
+    def has_ready(self) -> bool:
+        """Whether some actor is ready for work (it may be busy with its chunks)."""
+        return any(slot.state == READY for slot in self.slots)
+
     def pick(self) -> Slot | None:
         """The least loaded available actor with room for a chunk, or None."""
         ready = [slot for slot in self.slots

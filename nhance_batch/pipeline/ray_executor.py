@@ -232,7 +232,10 @@ class RayExecutor:
         while self._deferred and self._dispatch(self._deferred[0]):
             self._deferred.pop(0)
         now = time.monotonic()
-        if not self._deferred:
+        if not self._deferred or self.pool.has_ready():
+            # chunks waiting while actors are busy is the pool's normal back-pressure; only
+            # a wait with no actor able to take work (starting, restarting, no node with a
+            # free GPU) is worth telling
             self._starved_since = None
             return
         if self._starved_since is None:
@@ -241,7 +244,8 @@ class RayExecutor:
                 and now - self._last_starved_warn >= STARVED_WARN_S:
             self._last_starved_warn = now
             log.warning("%d chunk(s) waiting %.0fs for an enhancer actor: %d in the pool, none "
-                        "available (waiting for a node with a free GPU)", len(self._deferred),
+                        "ready (starting, restarting, or waiting for a node with a free GPU)",
+                        len(self._deferred),
                         now - self._starved_since, len(self.pool.slots))
 
     # -- the executor interface ----------------------------------------------------------

@@ -115,3 +115,22 @@ def test_cpu_actors_start_without_warm_up_tasks(monkeypatch, local_ray):
         monkeypatch.setattr(ray, "cluster_resources", lambda r=resources: r)
         ray_executor.RayExecutor(ModelConfig(), ClusterConfig()).start()
         assert len(sent) == expected
+
+
+def test_chunks_waiting_for_busy_actors_are_no_warning(monkeypatch, caplog):
+    """Chunks wait at the driver while every actor holds its two: that is back-pressure, not
+    starvation. Only a wait with no actor ready is told."""
+    monkeypatch.setattr(ray_executor, "STARVED_WARN_S", 0.0)
+    executor = ray_executor.RayExecutor(ModelConfig(), ClusterConfig())
+    monkeypatch.setattr(executor, "_dispatch", lambda handle: False)
+    executor._deferred = [object()]
+    executor.pool.slots = [actor_pool.Slot(actor=None, state=actor_pool.READY,
+                                           load=actor_pool.MAX_CHUNKS_PER_ACTOR)]
+    with caplog.at_level("WARNING", logger=ray_executor.__name__):
+        for _ in range(3):
+            executor._dispatch_deferred()
+        assert "waiting" not in caplog.text
+        executor.pool.slots[0].state = actor_pool.UNAVAILABLE
+        for _ in range(3):
+            executor._dispatch_deferred()
+    assert "1 chunk(s) waiting" in caplog.text and "none ready" in caplog.text
