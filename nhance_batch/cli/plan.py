@@ -160,7 +160,8 @@ def report_plan(config: RunConfig, *, gpus: int = 1, gpu_kind: str | None = None
               help="Estimate for this GPU kind only [default: every kind with measured rates].")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--no-calibrate", is_flag=True,
-              help="No estimate for this machine (skips the few-second calibration).")
+              help="No estimate for this machine (skips the calibration, about a minute on a "
+                   "2-core CPU the first time; cached after).")
 @click.option("--recalibrate", is_flag=True,
               help="Measure this machine again even when a calibration is cached.")
 @PLAN_OPTIONS
