@@ -129,7 +129,8 @@ def cache_path() -> Path:
     return Path(base) / CACHE_FILE
 
 
-def _cpu_model() -> str:
+def cpu_name() -> str:
+    """The CPU's model name as the calibration keys it (``model name`` of /proc/cpuinfo)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
@@ -169,7 +170,7 @@ def machine_description(model: Any, encode: Any) -> dict:
     backend, version, gpu = _backend()
     return {
         "host": socket.gethostname(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count() or 1,
         "gpu": gpu,
         "backend": backend,
@@ -349,7 +350,9 @@ def calibrate(model: Any, encode: Any, *, machine: dict | None = None,
         ray_s=None if ray_s is None else round(ray_s, 3))
 
 
-def _read_cache(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
+    """The JSON object in the file at ``path``; empty when it is missing, unreadable or not an
+    object (a cache is only ever a hint)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -359,7 +362,7 @@ def _read_cache(path: Path) -> dict:
 
 def cached(key: str, path: Path | None = None) -> Calibration | None:
     """The cached calibration for ``key``, None when there is none (or it is unreadable)."""
-    entry = _read_cache(path or cache_path()).get(key)
+    entry = read_json_object(path or cache_path()).get(key)
     if not isinstance(entry, dict):
         return None
     try:
@@ -374,7 +377,7 @@ def store(calibration: Calibration, path: Path | None = None) -> Path:
     """Add ``calibration`` to the cache file (an atomic write, so a concurrent reader never
     sees half a file)."""
     path = path or cache_path()
-    data = _read_cache(path)
+    data = read_json_object(path)
     data[calibration.key] = {**calibration.as_dict(), "cached": False}
     write_bytes(str(path), json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
     return path

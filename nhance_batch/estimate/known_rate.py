@@ -16,7 +16,6 @@ and never importing TensorFlow or JAX. :func:`known_enhancer_rate` takes, in thi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -62,21 +61,13 @@ def known_enhancer_rate(model: Any, *, cpu_workers: int = 1, gpu_kind: str | Non
     return KnownRate(FALLBACK_MPX_S, "assumed (nothing measured on this machine yet)")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _calibrated_mpx_s(model: Any) -> tuple[float, str] | None:
     """The newest CPU calibration of this host and CPU for the model and precision."""
-    from nhance_batch.estimate.calibration import _cpu_model, cache_path
+    from nhance_batch.estimate.calibration import cache_path, cpu_name, read_json_object
 
-    host, cpu, cores = socket.gethostname(), _cpu_model(), os.cpu_count() or 1
+    host, cpu, cores = socket.gethostname(), cpu_name(), os.cpu_count() or 1
     best: tuple[str, float] | None = None
-    for entry in _read_json(cache_path()).values():
+    for entry in read_json_object(cache_path()).values():
         machine = entry.get("machine") if isinstance(entry, dict) else None
         if not isinstance(machine, dict) or machine.get("gpu") or entry.get("gpu"):
             continue
@@ -94,9 +85,10 @@ def _calibrated_mpx_s(model: Any) -> tuple[float, str] | None:
 def _autotuned_mpx_s(model: Any) -> tuple[float, str] | None:
     """The best path's rate on its tuning crop, at the largest frame size tuned on this CPU
     for the model and precision."""
+    from nhance_batch.estimate.calibration import read_json_object
     from nhance_batch.model.autotune import PROXY_PIXELS, cache_path, cpu_model
 
-    data = _read_json(cache_path())
+    data = read_json_object(cache_path())
     entries = data.get("entries") if isinstance(data.get("entries"), dict) else {}
     device = f"cpu: {cpu_model()},"
     wanted = f"| model {model.name} | {model.precision} |"

@@ -17,11 +17,11 @@ from tests.pipeline.test_resume import StopAfter, run_sequential
 
 def calibrated(monkeypatch, tmp_path, mpx_s: float) -> None:
     """This machine's calibration cache says the enhancer runs ``mpx_s`` megapixels/s."""
-    from nhance_batch.estimate.calibration import _cpu_model
+    from nhance_batch.estimate.calibration import cpu_name
 
     cache = tmp_path / "cache"
     cache.mkdir(exist_ok=True)
-    machine = {"host": socket.gethostname(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+    machine = {"host": socket.gethostname(), "cpu": cpu_name(), "cores": os.cpu_count(),
                "gpu": None, "model": "iphone", "precision": "float32"}
     entry = {"machine": machine, "enhance_mpx_s": mpx_s, "gpu": False,
              "measured_at": "2026-01-01T00:00:00+00:00"}
