@@ -14,6 +14,7 @@ from nhance_batch.cli.options import (CHUNKING, CLUSTER, ENCODING, JOB_CONTROL, 
 
 if TYPE_CHECKING:
     from nhance_batch.config import RunConfig
+    from nhance_batch.state.manifest import Manifest
 
 #: everything a run is given, its settings and where and how it runs
 RUN_OPTIONS = compose(MODEL, CHUNKING, ENCODING, CLUSTER, LIMITS, STORAGE, JOB_CONTROL)
@@ -23,16 +24,16 @@ RESUME_OPTIONS = compose(CLUSTER.without("dashboard"), STORAGE, JOB_CONTROL)
 
 
 def execute(config: RunConfig, *, executor_name: str, manifest: str | None, force: bool,
-            keep_parts: bool, summary_json: Path | None) -> int:
-    """Run the job; its exit code: 0 (all done), 1 (some failed), 2 (configuration) or 130
-    (interrupted)."""
+            keep_parts: bool, summary_json: Path | None, recorded: Manifest | None = None) -> int:
+    """Run the job (``recorded``: its state, when the caller has read it already); its exit
+    code: 0 (all done), 1 (some failed), 2 (configuration) or 130 (interrupted)."""
     from nhance_batch.pipeline.job import configuration_errors, run_job
     from nhance_batch.pipeline.progress import RichReporter, print_summary
 
     reporter = RichReporter()
     try:
         summary = run_job(config, executor=executor_name, manifest=manifest, force=force,
-                          keep_parts=keep_parts, reporter=reporter)
+                          keep_parts=keep_parts, reporter=reporter, recorded=recorded)
     except configuration_errors() as exc:
         click.echo(f"error: {exc}", err=True)
         return CONFIG_ERROR_EXIT
@@ -128,10 +129,10 @@ def resume(ctx: click.Context, output: str, executor: str, manifest, force, keep
     from nhance_batch.state.jobstate import run_config_from_settings
 
     overrides = job_values(options)
-    job = load_job_manifest(output, manifest, overrides["storage_options"]).job
+    recorded = load_job_manifest(output, manifest, overrides["storage_options"])
     try:
-        config = run_config_from_settings(job, output=output, overrides=overrides)
+        config = run_config_from_settings(recorded.job, output=output, overrides=overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     ctx.exit(execute(config, executor_name=executor, manifest=manifest, force=force,
-                     keep_parts=keep_parts, summary_json=summary_json))
+                     keep_parts=keep_parts, summary_json=summary_json, recorded=recorded))

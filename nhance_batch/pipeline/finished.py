@@ -37,18 +37,19 @@ def untouched(record: VideoRecord, fingerprint: str, output_options: dict) -> bo
             and stored_size(record.output, output_options) == record.output_bytes)
 
 
-def already_done(config: RunConfig, layout: JobLayout,
-                 inputs: list[storage.StoredVideo]) -> JobSummary | None:
+def already_done(config: RunConfig, layout: JobLayout, inputs: list[storage.StoredVideo],
+                 recorded: Manifest | None = None) -> JobSummary | None:
     """The summary of a job whose every input is untouched (``already_done`` set; no chunk
     computed or skipped, as for any untouched video), or None when a run has anything to do,
-    or the settings differ, or the state cannot be read (the run then says why)."""
+    or the settings differ, or the state cannot be read (the run then says why).
+    ``recorded`` is the job's state when the caller has just read it (``resume``)."""
     from nhance_batch.state.jobstate import job_settings, read_manifest
 
     started = time.monotonic()
     if not inputs:
         return None
     try:
-        manifest = read_manifest(layout.manifest, layout.manifest_options)
+        manifest = recorded or read_manifest(layout.manifest, layout.manifest_options)
     except Exception:  # noqa: BLE001 - the run reads it again and reports what is wrong
         return None
     if manifest is None or any(manifest.job.get(k) != v

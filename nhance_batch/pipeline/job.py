@@ -9,11 +9,15 @@ map them to exit code 2 (the CLI) or a failed job with its message (the web app)
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from nhance_batch.config import RunConfig
 from nhance_batch.pipeline.progress import Reporter
 from nhance_batch.pipeline.summary import JobSummary
 from nhance_batch.state.layout import JobLayout
+
+if TYPE_CHECKING:
+    from nhance_batch.state.manifest import Manifest
 
 
 class ConfigurationError(RuntimeError):
@@ -49,7 +53,8 @@ def make_executor(config: RunConfig, name: str = "ray"):
 
 def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = None,
             force: bool = False, keep_parts: bool = False, reporter: Reporter | None = None,
-            cancel: threading.Event | None = None) -> JobSummary:
+            cancel: threading.Event | None = None,
+            recorded: Manifest | None = None) -> JobSummary:
     """Run (or resume) the job ``config`` to its end and return the run's summary.
 
     Args:
@@ -62,6 +67,8 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
         reporter: live progress (default: none shown).
         cancel: set it to stop the run between steps; committed work is kept and the run
             is recorded as ``cancelled`` (the summary's ``status``).
+        recorded: the job's state, when the caller has just read it (``resume``): the check
+            for a finished job uses it instead of reading it again.
 
     What needs no cluster is checked first, in about a second, before an executor starts:
     the model resolves, the encoder exists, INPUT names videos and OUTPUT is not among
@@ -83,7 +90,7 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
     layout = JobLayout.create(config.input, config.output, config.storage_options,
                               manifest=manifest)
     inputs = list_inputs(layout)
-    finished = already_done(config, layout, inputs)
+    finished = already_done(config, layout, inputs, recorded)
     if finished is not None:
         return finished
     runner = make_executor(config, executor)
