@@ -78,6 +78,9 @@ def test_upload_follow_compare_in_a_browser(serve, web_clips, tmp_path):
               "the job list")
         driver.find_element(By.ID, "files").send_keys(str(web_clips["browser"]))
         driver.find_element(By.NAME, "chunk_frames").send_keys("16")
+        strength = driver.find_element(By.NAME, "strength")
+        strength.clear()
+        strength.send_keys("0.8")
         _wait(driver, lambda d: "browser.mp4" in d.find_element(By.ID, "chosen").text, 10,
               "the chosen file listed")
         driver.save_screenshot(str(shots / "1-jobs.png"))
@@ -91,6 +94,11 @@ def test_upload_follow_compare_in_a_browser(serve, web_clips, tmp_path):
         _wait(driver, lambda d: d.find_element(By.ID, "state").text in ("done", "failed"), 400,
               "the job to finish")
         assert driver.find_element(By.ID, "state").text == "done"
+        # the form's phone-footage settings reached the job
+        settings = driver.execute_script(
+            "return fetch('/api/jobs/' + location.pathname.split('/').pop())"
+            ".then(r => r.json()).then(d => d.settings);")
+        assert (settings["strength"], settings["hdr"], settings["strict"]) == (0.8, "keep", False)
         # reached without a reload: the same document, updated by its events stream
         assert driver.execute_script("return window.__sameDocument") == "still here"
         rows = driver.find_elements(By.CSS_SELECTOR, "#videos tbody tr")

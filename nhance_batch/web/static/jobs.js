@@ -36,11 +36,12 @@
 
   function settings() {
     const out = {};
-    for (const name of ["model", "temporal_radius", "crf", "chunk_frames"]) {
+    const words = ["model", "codec", "hdr"];
+    for (const name of ["model", "temporal_radius", "strength", "codec", "crf", "hdr", "chunk_frames"]) {
       const value = form.elements[name].value.trim();
-      if (value !== "") out[name] = name === "model" ? value : Number(value);
+      if (value !== "") out[name] = words.includes(name) ? value : Number(value);
     }
-    for (const name of ["lossless", "previews"]) out[name] = form.elements[name].checked;
+    for (const name of ["lossless", "previews", "strict"]) out[name] = form.elements[name].checked;
     return out;
   }
   function fail(text) { message.textContent = text; message.className = "message error"; submit.disabled = false; }
