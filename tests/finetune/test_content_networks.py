@@ -14,7 +14,7 @@ import pytest
 def _classify(rgb: np.ndarray) -> list[int]:
     from PIL import Image
 
-    from nhance_batch.model import efficientnet
+    from nhance_batch.finetune import efficientnet
 
     net = efficientnet.EfficientNetLite0.load()
     x = np.asarray(Image.fromarray(rgb).resize((224, 224), Image.BICUBIC), np.float32)[None] / 255
@@ -37,7 +37,7 @@ def test_efficientnet_lite0_sees_a_cup_in_coffee():
 
 
 def test_content_features_are_mid_level_at_one_sixteenth():
-    from nhance_batch.model import efficientnet
+    from nhance_batch.finetune import efficientnet
 
     net = efficientnet.EfficientNetLite0.load()
     f = np.asarray(efficientnet.features(np.full((2, 64, 48, 3), 0.5, np.float32), net))
@@ -144,7 +144,7 @@ def _reference_features(x: np.ndarray, whwo: dict) -> np.ndarray:
 
 
 def test_vgg19_reads_matconvnet_layout_and_matches_a_reference(tmp_path):
-    from nhance_batch.model import vgg19
+    from nhance_batch.finetune import vgg19
 
     path = tmp_path / vgg19.FILE_NAME
     whwo = _fake_vgg_mat(path)
