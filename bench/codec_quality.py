@@ -10,11 +10,14 @@ encoder. Run: ``python bench/codec_quality.py`` (about a minute on 2 cores).
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 
-CLIPS = [("/work/shared/videos/bikes.mp4", 100, 632, 264),
-         ("/work/shared/videos/carphone.mp4", 120, 168, 136)]
+# the sample clips in the shared folder beside the checkout
+VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
+CLIPS = [(str(VIDEOS / "bikes.mp4"), 100, 632, 264),
+         (str(VIDEOS / "carphone.mp4"), 120, 168, 136)]
 GRID = {"libx264": [18], "libx265": [17, 18, 19, 20, 21], "libsvtav1": [20, 22, 23, 24, 26],
         "libvpx-vp9": [22, 24, 25, 26, 28]}
 # the options nhance_batch.media.encode gives each encoder besides the CRF

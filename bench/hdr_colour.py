@@ -9,7 +9,7 @@ with the residual), each compiled as the enhancer compiles it, against the model
 on its 8-bit rendition: PSNR in dB over 8-bit values.
 
     PYTHONPATH=. NHANCE_MODELS=... python bench/hdr_colour.py cost
-    PYTHONPATH=. NHANCE_MODELS=... python bench/hdr_colour.py psnr /work/shared/videos/carphone.mp4
+    PYTHONPATH=. NHANCE_MODELS=... python bench/hdr_colour.py psnr ../shared/videos/carphone.mp4
 """
 
 from __future__ import annotations

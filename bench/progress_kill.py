@@ -10,7 +10,7 @@ Ray's processes to end, reruns, and reports the frames enhanced but not committe
 (the work lost), the rerun's chunks reused and computed, and the seconds to the leftovers'
 end.
 
-    python bench/progress_kill.py /work/shared/videos/carphone.mp4 /tmp/out --kill-at 0.4
+    python bench/progress_kill.py ../shared/videos/carphone.mp4 /tmp/out --kill-at 0.4
 """
 
 from __future__ import annotations
