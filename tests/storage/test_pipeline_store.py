@@ -63,7 +63,7 @@ def test_job_in_a_store_resumes_after_sigkill_and_survives_a_flaky_store(store, 
                "--workers", "1", "--storage-options", json.dumps(options)]
     manifest_url = f"{out}/_nhance/manifest.parquet"
 
-    # run 1: killed once some chunks are committed in the store's manifest
+    # run 1: killed once a chunk is committed in the store's manifest
     log1 = open(tmp_path / "run1.log", "w")
     proc = subprocess.Popen(command, env=env, start_new_session=True, stdout=log1, stderr=log1)
     deadline = time.monotonic() + 300
@@ -75,7 +75,7 @@ def test_job_in_a_store_resumes_after_sigkill_and_survives_a_flaky_store(store, 
                 manifest = None
             done = sum(c.status == DONE for v in (manifest.videos if manifest else [])
                        for c in v.chunks)
-            if done >= 2:
+            if done >= 1:  # at once: an idle machine finishes a small video within a poll
                 break
             assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
             time.sleep(0.1)
