@@ -127,7 +127,7 @@ def main() -> None:
         executor = InstantExecutor(args.workers, args.chunks * args.chunk_frames)
         rss_before = peak_rss_mib()
         started, cpu_started = time.perf_counter(), time.process_time()
-        summary = Driver(config, executor).run()
+        summary = Driver.for_config(config).run(executor)
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
         rss_run = peak_rss_mib()  # before the comparison below reads the manifest back

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from nhance_batch.cli.common import parse_storage
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT, parse_storage
 
 if TYPE_CHECKING:
     from nhance_batch.config import RunConfig
@@ -233,12 +233,36 @@ def job_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def config_from_options(input_spec: str, output: str, values: Mapping[str, Any]) -> RunConfig:
-    """The RunConfig of INPUT, OUTPUT and a command's option values (bad values -> a usage
-    error)."""
+def config_from_options(input_spec: str | None, output: str | None,
+                        values: Mapping[str, Any], *, spec: Path | None = None) -> RunConfig:
+    """The RunConfig of INPUT, OUTPUT and a command's option values, or of the job spec
+    ``spec`` with the options given on the command line over its values (bad values -> a
+    usage error; a bad spec -> exit 2)."""
     from nhance_batch.config import ConfigError, run_config
 
+    if spec is not None:
+        return _config_from_spec(spec, input_spec, output, values)
+    if input_spec is None or output is None:
+        raise click.UsageError("give INPUT and OUTPUT, or a job spec with --spec SPEC")
     try:
         return run_config(input_spec, output, **job_values(values))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _config_from_spec(spec: Path, input_spec: str | None, output: str | None,
+                      values: Mapping[str, Any]) -> RunConfig:
+    from click.core import ParameterSource
+
+    from nhance_batch.jobspec import SpecError, load_spec
+
+    ctx = click.get_current_context()
+    explicit = {name: value for name, value in values.items()
+                if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                      ParameterSource.ENVIRONMENT)}
+    try:
+        return load_spec(spec).to_run_config(input=input_spec, output=output,
+                                             **job_values(explicit))
+    except SpecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from exc

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from nhance_batch.cli.common import CONFIG_ERROR_EXIT, load_job_manifest
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT, load_job_settings
 from nhance_batch.cli.options import (CHUNKING, CLUSTER, ENCODING, JOB_CONTROL, LIMITS, MODEL,
                                       STORAGE, compose, config_from_options, job_values)
 
 if TYPE_CHECKING:
     from nhance_batch.config import RunConfig
-    from nhance_batch.state.manifest import Manifest
 
 #: everything a run is given, its settings and where and how it runs
 RUN_OPTIONS = compose(MODEL, CHUNKING, ENCODING, CLUSTER, LIMITS, STORAGE, JOB_CONTROL)
@@ -24,16 +23,16 @@ RESUME_OPTIONS = compose(CLUSTER.without("dashboard"), STORAGE, JOB_CONTROL)
 
 
 def execute(config: RunConfig, *, executor_name: str, manifest: str | None, force: bool,
-            keep_parts: bool, summary_json: Path | None, recorded: Manifest | None = None) -> int:
-    """Run the job (``recorded``: its state, when the caller has read it already); its exit
-    code: 0 (all done), 1 (some failed), 2 (configuration) or 130 (interrupted)."""
+            keep_parts: bool, summary_json: Path | None) -> int:
+    """Run the job; its exit code: 0 (all done), 1 (some failed), 2 (configuration) or 130
+    (interrupted)."""
     from nhance_batch.pipeline.job import configuration_errors, run_job
     from nhance_batch.pipeline.progress import RichReporter, print_summary
 
     reporter = RichReporter()
     try:
         summary = run_job(config, executor=executor_name, manifest=manifest, force=force,
-                          keep_parts=keep_parts, reporter=reporter, recorded=recorded)
+                          keep_parts=keep_parts, reporter=reporter)
     except configuration_errors() as exc:
         click.echo(f"error: {exc}", err=True)
         return CONFIG_ERROR_EXIT
@@ -56,25 +55,6 @@ def _print_already_done(summary, output: str) -> None:
                "finished and unchanged since; nothing to do. Outputs:", err=True)
     for video in summary.videos:
         click.echo(f"  {video.output}  ({video.frames} frames, from {video.input})", err=True)
-
-
-def _config_from_spec(spec_path: Path, input_spec: str | None, output: str | None,
-                      options: dict[str, Any]) -> RunConfig:
-    """The RunConfig of a job spec; options given on the command line override it."""
-    from click.core import ParameterSource
-
-    from nhance_batch.jobspec import SpecError, load_spec
-
-    ctx = click.get_current_context()
-    explicit = {name: value for name, value in options.items()
-                if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
-                                                      ParameterSource.ENVIRONMENT)}
-    try:
-        return load_spec(spec_path).to_run_config(input=input_spec, output=output,
-                                                  **job_values(explicit))
-    except SpecError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT) from exc
 
 
 @click.command("run")
@@ -101,12 +81,7 @@ def run(ctx: click.Context, input_spec: str | None, output: str | None,
 
     Exit code 0 when every video succeeded, 1 when some failed, 2 for usage or configuration
     errors."""
-    if spec_path is not None:
-        config = _config_from_spec(spec_path, input_spec, output, options)
-    elif input_spec is None or output is None:
-        raise click.UsageError("give INPUT and OUTPUT, or a job spec with --spec SPEC")
-    else:
-        config = config_from_options(input_spec, output, options)
+    config = config_from_options(input_spec, output, options, spec=spec_path)
     if dry_run:
         from nhance_batch.cli.plan import report_plan
 
@@ -129,10 +104,10 @@ def resume(ctx: click.Context, output: str, executor: str, manifest, force, keep
     from nhance_batch.state.jobstate import run_config_from_settings
 
     overrides = job_values(options)
-    recorded = load_job_manifest(output, manifest, overrides["storage_options"])
+    recorded = load_job_settings(output, manifest, overrides["storage_options"])
     try:
-        config = run_config_from_settings(recorded.job, output=output, overrides=overrides)
+        config = run_config_from_settings(recorded, output=output, overrides=overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     ctx.exit(execute(config, executor_name=executor, manifest=manifest, force=force,
-                     keep_parts=keep_parts, summary_json=summary_json, recorded=recorded))
+                     keep_parts=keep_parts, summary_json=summary_json))

@@ -1,10 +1,12 @@
 """The driver: list the inputs, check where outputs go, take the lease, and run the job.
 
-:class:`Driver` is one invocation of a job (a "run"): it lists the inputs, refuses a job that
-would write among its sources, holds the output's lease, opens the job's state, records runs
-that a dead driver left running as interrupted, matches the inputs with the state (what is
-finished and still verifies is skipped), says what it found, and hands the work to a
-:class:`~nhance_batch.pipeline.scheduler.Scheduler`.
+:class:`Driver` is one invocation of a job (a "run"): it holds the output's lease, opens the
+job's state (read once, under the lease), records runs that a dead driver left running as
+interrupted, and matches the inputs with the state. A video is *untouched* (:func:`untouched`)
+when it is done, its input has the fingerprint recorded and its output the size recorded: it
+is skipped. When every input is untouched, the run answers "already done" from the state and
+starts no executor; otherwise it says what it found, starts the executor and hands the work
+to a :class:`~nhance_batch.pipeline.scheduler.Scheduler`.
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 
 from nhance_batch import storage
 from nhance_batch.config import RunConfig
 from nhance_batch.pipeline.executor import Executor
-from nhance_batch.pipeline.finished import stored_size, untouched
 from nhance_batch.pipeline.outputs import OutputNames, check_output_safe, unsafe_key
 from nhance_batch.pipeline.progress import NullReporter, Reporter
 from nhance_batch.pipeline.scheduler import HeldLease, Scheduler
-from nhance_batch.pipeline.summary import JobSummary
+from nhance_batch.pipeline.summary import JobSummary, VideoSummary, rate
 from nhance_batch.state.jobstate import JobState, job_extras, job_settings
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import (DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
-                                         ChunkRecord, RunRecord, VideoRecord)
+                                         ChunkRecord, Manifest, RunRecord, VideoRecord)
 
 
 def list_inputs(layout: JobLayout) -> list[storage.StoredVideo]:
@@ -46,65 +48,105 @@ def list_inputs(layout: JobLayout) -> list[storage.StoredVideo]:
     return unique
 
 
+def stored_size(url: str | None, options: dict) -> int | None:
+    """The size of the file or object at ``url``; None when there is none."""
+    if not url:
+        return None
+    try:
+        return storage.size(url, options)
+    except (FileNotFoundError, storage.StorageError):
+        return None
+
+
+def untouched(record: VideoRecord, fingerprint: str, output_options: dict) -> bool:
+    """The video is done and nothing changed since: its input has the fingerprint recorded
+    and its output the size recorded."""
+    return (record.status == DONE and record.fingerprint == fingerprint
+            and record.output_bytes is not None
+            and stored_size(record.output, output_options) == record.output_bytes)
+
+
+def already_done(manifest: Manifest, inputs: list[storage.StoredVideo],
+                 seconds: float) -> JobSummary:
+    """The summary of a run that found every input untouched: ``already_done`` set, no chunk
+    computed or skipped (as for any untouched video), ``run`` the last run's number."""
+    records = [manifest.video(item.relative) for item in inputs]
+    videos = [VideoSummary(v.input, v.output, v.status, v.frames or 0, v.seconds or 0.0,
+                           rate(v.frames or 0, v.seconds or 0.0), v.added_flicker,
+                           v.model_flicker, None, v.note)
+              for v in records]
+    last_run = manifest.runs[-1].run if manifest.runs else 0
+    return JobSummary(last_run, videos, {"decode": 0.0, "enhance": 0.0, "encode": 0.0},
+                      seconds, sum(v.frames for v in videos), chunks_computed=0,
+                      chunks_skipped=0, status=DONE, already_done=True)
+
+
 class Driver:
-    """Runs one invocation of a job (a "run") over the job state in ``config.output``.
+    """Runs one invocation of a job (a "run") over the job state in ``layout``.
 
     Args:
         config: the job.
-        executor: runs the stages (started by the caller).
+        layout: where its things are (made once, by the caller).
+        inputs: its inputs (:func:`list_inputs`).
         reporter: live progress.
-        manifest_path: the manifest's URL (default ``OUTPUT/_nhance/manifest.parquet``).
         force: take the lease over from a live driver, and redo a job whose settings changed.
         keep_parts: keep encoded parts after their video is committed.
         cancel: a set event stops the run between steps (committed work is kept).
-        inputs: the inputs, when the caller listed them already (:func:`list_inputs`).
     """
 
-    def __init__(self, config: RunConfig, executor: Executor, *,
-                 reporter: Reporter | None = None, manifest_path: str | None = None,
+    def __init__(self, config: RunConfig, layout: JobLayout,
+                 inputs: list[storage.StoredVideo], *, reporter: Reporter | None = None,
                  force: bool = False, keep_parts: bool = False,
-                 cancel: threading.Event | None = None,
-                 inputs: list[storage.StoredVideo] | None = None,
-                 layout: JobLayout | None = None) -> None:
+                 cancel: threading.Event | None = None) -> None:
         self.config = config
-        self.executor = executor
+        self.layout = layout
+        self.inputs = inputs
         self.reporter = reporter or NullReporter()
-        # the caller's layout when it made one already (run_job), so it is resolved once
-        self.layout = layout or JobLayout.create(config.input, config.output,
-                                                 config.storage_options, manifest=manifest_path)
         self.force = force
         self.keep_parts = keep_parts
         self.cancel = cancel
-        self._inputs = inputs
 
-    def list_inputs(self) -> list[storage.StoredVideo]:
-        """The job's inputs (:func:`list_inputs`), kept for :meth:`run`."""
-        self._inputs = list_inputs(self.layout)
-        return self._inputs
+    @classmethod
+    def for_config(cls, config: RunConfig, **kwargs) -> Driver:
+        """A driver of ``config``'s job in its default layout, its inputs listed."""
+        layout = JobLayout.create(config.input, config.output, config.storage_options)
+        return cls(config, layout, list_inputs(layout), **kwargs)
 
-    def run(self) -> JobSummary:
+    def run(self, executor: Executor) -> JobSummary:
+        """Run the job; ``executor`` is started only when there is work (the caller shuts it
+        down)."""
         from nhance_batch.state.lease import lease_for
 
-        inputs = self._inputs if self._inputs is not None else self.list_inputs()
         storage.makedirs_for(self.layout.lease)
         lease = lease_for(self.layout.lease, self.layout.output_options)
         lease.acquire(force=self.force)
         lease.start_heartbeat()
         try:
-            return self._run(lease, inputs)
+            return self._run(lease, executor)
         finally:
             lease.release()
 
-    def _run(self, lease: HeldLease, inputs: list[storage.StoredVideo]) -> JobSummary:
+    def _run(self, lease: HeldLease, executor: Executor) -> JobSummary:
+        started = time.monotonic()
         state = JobState.open(self.layout, job_settings(self.config), force=self.force,
                               extras=job_extras(self.config), lease=lease)
-        names = OutputNames(item.relative for item in inputs)
+        names = OutputNames(item.relative for item in self.inputs)
         found = self.take_over(state)
-        todo = self.reconcile(state, inputs, names)
+        todo = self.reconcile(state, names)
         self.tell_resume(state, todo, found)
+        if not todo:  # every input untouched: nothing to start
+            if found:
+                state.flush(compact=True)
+            return already_done(state.manifest, self.inputs, time.monotonic() - started)
+        executor.start()
+        return self.schedule(state, lease, executor, todo, names)
+
+    def schedule(self, state: JobState, lease: HeldLease, executor: Executor,
+                 todo: dict[int, VideoRecord], names: OutputNames) -> JobSummary:
+        """Record this run, and let a scheduler run the videos of ``todo`` to their end."""
         run = state.new_run(socket.gethostname(), os.getpid())
         state.flush(compact=True)
-        scheduler = Scheduler(self.config, self.layout, self.executor, state, run, todo, names,
+        scheduler = Scheduler(self.config, self.layout, executor, state, run, todo, names,
                               reporter=self.reporter, lease=lease, keep_parts=self.keep_parts,
                               cancel=self.cancel)
         status = INTERRUPTED
@@ -113,10 +155,6 @@ class Driver:
         finally:
             run.finished = state.now()
             run.status = status
-            for video in todo.values():
-                if video.status == RUNNING:
-                    video.status = PENDING
-                    state.video_changed(video)
             if not lease.lost:
                 state.flush(compact=True)
             self.reporter.stop()
@@ -150,13 +188,13 @@ class Driver:
         self.reporter.note(f"{opening}: {done} video(s) done, {reused} chunk(s) reused, "
                            f"{len(todo)} video(s) to do")
 
-    def reconcile(self, state: JobState, inputs: list[storage.StoredVideo],
-                  names: OutputNames) -> dict[int, VideoRecord]:
+    def reconcile(self, state: JobState, names: OutputNames) -> dict[int, VideoRecord]:
         """Match the inputs with the job's state; the videos this run must work on, by their
-        position in the manifest."""
+        position in the manifest. The changed records reach storage whole, with the run's
+        first compaction (:meth:`schedule`)."""
         manifest = state.manifest
         todo: dict[int, VideoRecord] = {}
-        for item in inputs:
+        for item in self.inputs:
             vid = manifest.position(item.relative)
             if vid is None:
                 manifest.videos.append(VideoRecord(input=item.source, relative=item.relative))
@@ -164,7 +202,6 @@ class Driver:
             record = manifest.videos[vid]
             if self.reconcile_video(record, item, names):
                 todo[vid] = record
-                state.video_changed(record)
         return todo
 
     def reconcile_video(self, record: VideoRecord, item: storage.StoredVideo,

@@ -9,16 +9,11 @@ map them to exit code 2 (the CLI) or a failed job with its message (the web app)
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 from nhance_batch.config import RunConfig
 from nhance_batch.pipeline.progress import Reporter
 from nhance_batch.pipeline.summary import JobSummary
 from nhance_batch.state.layout import JobLayout
-
-if TYPE_CHECKING:
-    from nhance_batch.state.manifest import Manifest
-
 
 class ConfigurationError(RuntimeError):
     """The job cannot run as configured (the message says why and what to do)."""
@@ -53,8 +48,7 @@ def make_executor(config: RunConfig, name: str = "ray"):
 
 def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = None,
             force: bool = False, keep_parts: bool = False, reporter: Reporter | None = None,
-            cancel: threading.Event | None = None,
-            recorded: Manifest | None = None) -> JobSummary:
+            cancel: threading.Event | None = None) -> JobSummary:
     """Run (or resume) the job ``config`` to its end and return the run's summary.
 
     Args:
@@ -67,14 +61,11 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
         reporter: live progress (default: none shown).
         cancel: set it to stop the run between steps; committed work is kept and the run
             is recorded as ``cancelled`` (the summary's ``status``).
-        recorded: the job's state, when the caller has just read it (``resume``): the check
-            for a finished job uses it instead of reading it again.
 
     What needs no cluster is checked first, in about a second, before an executor starts:
     the model resolves, the encoder exists, INPUT names videos and OUTPUT is not among
-    them. A job whose every input is done and unchanged is answered from its manifest
-    (:func:`~nhance_batch.pipeline.finished.already_done`): nothing starts, and the summary
-    has ``already_done`` set.
+    them. A job whose every input is done and unchanged is answered from its state: no
+    executor starts, and the summary has ``already_done`` set.
 
     Raises:
         One of :func:`configuration_errors` when the job cannot run as configured (the
@@ -83,22 +74,16 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
     """
     from nhance_batch.model.registry import resolve
     from nhance_batch.pipeline.driver import Driver, list_inputs
-    from nhance_batch.pipeline.finished import already_done
 
     resolve(config.model.name, config.model.path)
     _check_encoder(config)
     layout = JobLayout.create(config.input, config.output, config.storage_options,
                               manifest=manifest)
-    inputs = list_inputs(layout)
-    finished = already_done(config, layout, inputs, recorded)
-    if finished is not None:
-        return finished
+    driver = Driver(config, layout, list_inputs(layout), reporter=reporter, force=force,
+                    keep_parts=keep_parts, cancel=cancel)
     runner = make_executor(config, executor)
-    driver = Driver(config, runner, reporter=reporter, force=force, keep_parts=keep_parts,
-                    cancel=cancel, inputs=inputs, layout=layout)
     try:
-        runner.start()
-        summary = driver.run()
+        summary = driver.run(runner)
     finally:
         runner.shutdown()
     _keep_summary(layout, summary)

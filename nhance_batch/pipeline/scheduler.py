@@ -30,8 +30,8 @@ from nhance_batch.pipeline.summary import (JobSummary, StageTotals, VideoSummary
 from nhance_batch.state.jobstate import JobState
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.live import WRITE_INTERVAL_S, LiveRecord, write_live
-from nhance_batch.state.manifest import (DONE, FAILED, RUNNING, ChunkRecord, Gains, RunRecord,
-                                         VideoRecord)
+from nhance_batch.state.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord, Gains,
+                                         RunRecord, VideoRecord)
 
 CANCELLED = "cancelled"
 
@@ -112,6 +112,7 @@ class Scheduler:
         self.planned_seconds = 0.0  # their enhancer seconds at the known rates
         self.pace = Pace()
         self._live_written = float("-inf")
+        self._changed: dict[int, bool] = {}  # videos changed, not yet recorded: with chunks?
         executor.listen(self.on_enhancing)
 
     # -- helpers -----------------------------------------------------------------------
@@ -126,6 +127,27 @@ class Scheduler:
         self.in_flight[handle] = _InFlight(kind, vid, task)
         self.running[kind] += 1
 
+    # -- the job's state -----------------------------------------------------------------
+    def changed(self, vid: int, *, chunks: bool = True) -> None:
+        """``vid``'s record changed (``chunks=False``: its chunks did not change since they
+        were recorded); :meth:`record_changes` hands it to the job's state."""
+        self._changed[vid] = self._changed.get(vid, False) or chunks
+
+    def record_changes(self) -> None:
+        """Hand every video changed since the last call to the job's state, once each."""
+        for vid, chunks in self._changed.items():
+            self.state.video_changed(self.videos[vid], chunks=chunks)
+        self._changed.clear()
+
+    def settle(self) -> None:
+        """The run ends: videos still running go back to pending, and every change is
+        recorded."""
+        for vid, video in self.videos.items():
+            if video.status == RUNNING:
+                video.status = PENDING
+                self.changed(vid)
+        self.record_changes()
+
     # -- failure -----------------------------------------------------------------------
     def fail(self, vid: int, error: str) -> None:
         """Record ``vid`` as failed with ``error`` and drop its queued chunks."""
@@ -135,7 +157,7 @@ class Scheduler:
         if any(t.video == vid for t in self.chunk_queue):
             self.chunk_queue = deque(t for t in self.chunk_queue if t.video != vid)
         self.reporter.video_finished(ok=False)
-        self.state.video_changed(video)
+        self.changed(vid)
 
     # -- probe and plan ----------------------------------------------------------------
     def on_probe(self, vid: int, info: Any) -> None:
@@ -164,7 +186,7 @@ class Scheduler:
         self.frames_total += video.frames
         rate = self.worker_rate(info.width, info.height) * max(1, self.executor.workers())
         self.planned_seconds += video.frames * info.width * info.height / (rate * 1e6)
-        self.state.video_changed(video)
+        self.changed(vid)
         self.queue_chunks(vid)
 
     def plan_output(self, vid: int, info: Any) -> Any:
@@ -332,7 +354,7 @@ class Scheduler:
         if not self.keep_parts:
             self.remove_parts(video, task.parts)
         self.reporter.video_finished(ok=True)
-        self.state.video_changed(video, chunks=False)  # each chunk was recorded on commit
+        self.changed(vid, chunks=False)  # each chunk was recorded on commit
 
     def remove_parts(self, video: VideoRecord, parts: tuple[str, ...]) -> None:
         """Delete a committed video's parts; a store that refuses notes the video."""
@@ -385,20 +407,24 @@ class Scheduler:
         for video in self.videos.values():
             if video.status == FAILED:
                 self.reporter.video_finished(ok=False)
-        while self.busy():
-            if self.lease.lost:
-                why = self.lease.lost_reason or "another driver took over"
-                raise LeaseLost(f"this driver lost the job's lease ({why}); stopped without "
-                                "writing over the state of the driver that holds it")
-            if self.cancel is not None and self.cancel.is_set():
-                return CANCELLED
-            self.submit_ready()
-            for handle, result in self.executor.wait(list(self.in_flight), timeout=0.5):
-                self.handle(handle, result)
-            self.note_busy()
-            self.note_progress()
-            self.state.maybe_flush()
-            self.reporter.refresh()
+        try:
+            while self.busy():
+                if self.lease.lost:
+                    why = self.lease.lost_reason or "another driver took over"
+                    raise LeaseLost(f"this driver lost the job's lease ({why}); stopped "
+                                    "without writing over the state of the driver that holds it")
+                if self.cancel is not None and self.cancel.is_set():
+                    return CANCELLED
+                self.submit_ready()
+                for handle, result in self.executor.wait(list(self.in_flight), timeout=0.5):
+                    self.handle(handle, result)
+                self.record_changes()
+                self.note_busy()
+                self.note_progress()
+                self.state.maybe_flush()
+                self.reporter.refresh()
+        finally:
+            self.settle()
         return FAILED if any(v.status == FAILED for v in self.videos.values()) else DONE
 
     def note_busy(self) -> None:

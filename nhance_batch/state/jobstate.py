@@ -5,7 +5,7 @@ append-only journal beside it (:mod:`nhance_batch.state.journal`): a chunk commi
 record, not a rewrite of the whole manifest, so a job of 10,000 videos commits chunks as fast
 as one of ten. The journal is compacted into the manifest at most every
 ``NHANCE_MANIFEST_SAVE_S`` seconds (60) and at the start and end of every run. Readers
-(:func:`read_manifest`: ``status``, ``resume``, the web app) see the manifest with the journal
+(:func:`read_manifest`: ``status``, the report, the web app) see the manifest with the journal
 replayed on top, so they are never behind by more than the journal's flush interval.
 
 A driver that has lost its lease (another driver took over) writes nothing more.
@@ -25,7 +25,7 @@ from nhance_batch.config import RunConfig, run_config
 from nhance_batch.state.journal import Journal, replay
 from nhance_batch.state.layout import JobLayout
 from nhance_batch.state.manifest import (PENDING, ChunkRecord, Manifest, RunRecord,
-                                         VideoRecord, load_manifest, save_manifest)
+                                         VideoRecord, load_job, load_manifest, save_manifest)
 
 # The journal is compacted into the Parquet manifest at most this often.
 COMPACT_INTERVAL_S = float(os.environ.get("NHANCE_MANIFEST_SAVE_S", "60"))
@@ -116,6 +116,15 @@ def read_manifest(url: str, storage_options: dict | None = None) -> Manifest | N
         return None
     replay(manifest, storage.join(storage.parent(url), "journal"), storage_options)
     return manifest
+
+
+def read_job_settings(url: str, storage_options: dict | None = None) -> dict | None:
+    """The settings recorded in the manifest at ``url`` (only its footer is read: ``resume``
+    reads the whole state once, when its run holds the lease); None if there is none."""
+    fs, path = storage.resolve(url, storage_options)
+    fs.invalidate_cache()
+    return storage.with_retries(load_job, path, fs, what="reading the manifest", url=url,
+                                storage_options=storage_options)
 
 
 class JobState:

@@ -36,6 +36,12 @@ def video_key(relative: str) -> str:
     return hashlib.sha1(relative.encode()).hexdigest()[:16]
 
 
+def manifest_url(output: str, manifest: str | None = None) -> str:
+    """The URL of the manifest of the job in ``output``: ``manifest`` when given, else
+    OUTPUT/_nhance/manifest.parquet."""
+    return manifest or storage.join(output, STATE_DIR, "manifest.parquet")
+
+
 @dataclass(frozen=True)
 class JobLayout:
     """A job's URLs and their store options.
@@ -65,7 +71,7 @@ class JobLayout:
                manifest: str | None = None) -> JobLayout:
         """The layout of a job from INPUT to OUTPUT (a run's)."""
         options = dict(storage_options or {})
-        manifest = manifest or storage.join(output, STATE_DIR, "manifest.parquet")
+        manifest = manifest_url(output, manifest)
         return cls(input=input, output=output, storage_options=options,
                    input_options={} if input is None else storage.options_for(input, options),
                    output_options=storage.options_for(output, options),

@@ -326,23 +326,7 @@ class Manifest:
         by a newer nhance-batch (a higher schema version). Columns this version does not know
         are ignored; ones it knows but the file lacks take the dataclass defaults.
         """
-        meta = table.schema.metadata or {}
-        if _META_VERSION not in meta:
-            raise ManifestError("not an nhance manifest (no nhance.schema_version metadata)")
-        try:
-            version = int(meta[_META_VERSION])
-            job = json.loads(meta.get(_META_JOB, b"{}"))
-            runs_raw = json.loads(meta.get(_META_RUNS, b"[]"))
-            journal_segment = int(meta.get(_META_JOURNAL, b"0"))
-        except ValueError as exc:
-            raise ManifestError(f"corrupt nhance manifest metadata: {exc}") from exc
-        if version > SCHEMA_VERSION:
-            raise ManifestError(
-                f"manifest schema version {version} is newer than this nhance-batch understands "
-                f"({SCHEMA_VERSION}); upgrade nhance-batch"
-            )
-        if not isinstance(job, dict) or not isinstance(runs_raw, list):
-            raise ManifestError("corrupt nhance manifest metadata: job or runs of the wrong type")
+        job, runs_raw, journal_segment = _read_metadata(table.schema.metadata or {})
         for required in ("input", "relative"):
             if required not in table.column_names:
                 raise ManifestError(f"not an nhance manifest (no {required!r} column)")
@@ -361,6 +345,30 @@ class Manifest:
         except (TypeError, KeyError) as exc:
             raise ManifestError(f"malformed nhance manifest: {exc}") from exc
         return cls(job=job, videos=videos, runs=runs, journal_segment=journal_segment)
+
+
+def _read_metadata(meta: dict) -> tuple[dict, list, int]:
+    """The job, the raw runs and the journal segment of a manifest's key-value metadata.
+
+    Raises :class:`ManifestError` when they are missing, corrupt or of a newer schema.
+    """
+    if _META_VERSION not in meta:
+        raise ManifestError("not an nhance manifest (no nhance.schema_version metadata)")
+    try:
+        version = int(meta[_META_VERSION])
+        job = json.loads(meta.get(_META_JOB, b"{}"))
+        runs_raw = json.loads(meta.get(_META_RUNS, b"[]"))
+        journal_segment = int(meta.get(_META_JOURNAL, b"0"))
+    except ValueError as exc:
+        raise ManifestError(f"corrupt nhance manifest metadata: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        raise ManifestError(
+            f"manifest schema version {version} is newer than this nhance-batch understands "
+            f"({SCHEMA_VERSION}); upgrade nhance-batch"
+        )
+    if not isinstance(job, dict) or not isinstance(runs_raw, list):
+        raise ManifestError("corrupt nhance manifest metadata: job or runs of the wrong type")
+    return job, runs_raw, journal_segment
 
 
 def _plain(value: Any) -> Any:
@@ -410,6 +418,33 @@ def load_manifest(path: str, fs: Any = None) -> Manifest | None:
         ) from exc
     try:
         return Manifest.from_table(table)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from exc
+
+
+def load_job(path: str, fs: Any = None) -> dict | None:
+    """The job settings recorded in the manifest at ``path`` (read from the file's footer
+    alone, without its videos); None if there is none. Raises :class:`ManifestError` as
+    :func:`load_manifest` does."""
+    try:
+        if _is_local(fs):
+            local = _local_path(path, fs)
+            if not os.path.exists(local):
+                return None
+            schema = pq.read_schema(local)
+        else:
+            if not fs.exists(path):
+                return None
+            with fs.open(path, "rb") as f:
+                schema = pq.read_schema(f)
+    except FileNotFoundError:
+        return None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ManifestError(
+            f"{path} is not a readable Parquet manifest ({exc}); move it away to start afresh"
+        ) from exc
+    try:
+        return _read_metadata(schema.metadata or {})[0]
     except ManifestError as exc:
         raise ManifestError(f"{path}: {exc}") from exc
 

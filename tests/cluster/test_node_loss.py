@@ -34,9 +34,8 @@ def _reference(inp: Path, out: Path) -> None:
                        chunk=ChunkConfig(chunk_frames=CHUNK, overlap=RADIUS),
                        encode=EncodeConfig(lossless=True), temporal_radius=RADIUS)
     executor = SequentialExecutor(config.model)
-    executor.start()
     try:
-        assert Driver(config, executor).run().exit_code == 0
+        assert Driver.for_config(config).run(executor).exit_code == 0
     finally:
         executor.shutdown()
 

@@ -37,9 +37,8 @@ def test_actor_queue_is_bounded_and_progress_is_recorded(local_ray, clips, tmp_p
                        encode=EncodeConfig(lossless=True), cluster=ClusterConfig(workers=1),
                        temporal_radius=0)
     executor = RecordingExecutor(config.model, config.cluster)
-    executor.start()
     try:
-        summary = Driver(config, executor).run()
+        summary = Driver.for_config(config).run(executor)
     finally:
         executor.shutdown()
     assert summary.exit_code == 0 and summary.chunks_computed == 6
@@ -72,12 +71,11 @@ def test_model_that_cannot_load_ends_the_run_with_its_error(local_ray, clips, tm
     config = RunConfig(input=str(src), output=str(tmp_path / "out"),
                        model=ModelConfig(path=broken), cluster=ClusterConfig(workers=1))
     executor = ray_executor.RayExecutor(config.model, config.cluster)
-    executor.start()
     raised: list[BaseException] = []
 
     def run() -> None:
         try:
-            Driver(config, executor).run()
+            Driver.for_config(config).run(executor)
         except BaseException as exc:  # noqa: BLE001
             raised.append(exc)
 

@@ -15,10 +15,9 @@ from click.testing import CliRunner
 
 from nhance_batch.cli import cli
 from nhance_batch.config import ChunkConfig, EncodeConfig, RunConfig
-from nhance_batch.pipeline.driver import Driver, list_inputs
+from nhance_batch.pipeline.driver import Driver
 from nhance_batch.pipeline.executor import SequentialExecutor
-from nhance_batch.pipeline.finished import already_done
-from nhance_batch.state.layout import JobLayout
+from nhance_batch.state.jobstate import JobConfigMismatch
 from tests.media.makemedia import make_video
 
 SETTINGS = ["--lossless", "--chunk-frames", "4", "--overlap", "1", "--temporal-radius", "1"]
@@ -58,8 +57,7 @@ def finished_job(tmp_path_factory):
                        chunk=ChunkConfig(chunk_frames=4, overlap=1),
                        encode=EncodeConfig(lossless=True), temporal_radius=1)
     executor = SequentialExecutor(config.model)
-    executor.start()
-    assert Driver(config, executor).run().exit_code == 0
+    assert Driver.for_config(config).run(executor).exit_code == 0
     return config
 
 
@@ -98,29 +96,45 @@ def test_a_finished_job_rerun_is_already_done_without_ray_or_tensorflow(finished
     assert imported == []
 
 
+class WorkWanted(Exception):
+    """The run wanted to start its executor: it found something to compute."""
+
+
+class MustNotStart(SequentialExecutor):
+    def start(self) -> None:
+        raise WorkWanted
+
+
+def answer_without_work(config: RunConfig):
+    """The run's summary when it starts nothing; None when it wanted to compute something."""
+    try:
+        return Driver.for_config(config).run(MustNotStart(config.model))
+    except WorkWanted:
+        return None
+
+
 def test_already_done_answers_only_when_nothing_changed(finished_job, tmp_path):
-    layout = JobLayout.create(finished_job.input, finished_job.output, {})
-    inputs = list_inputs(layout)
-    summary = already_done(finished_job, layout, inputs)
+    summary = answer_without_work(finished_job)
     assert summary is not None and summary.already_done and summary.exit_code == 0
     assert summary.chunks_computed == 0 and summary.chunks_skipped == 0
     assert [v.frames for v in summary.videos] == [6, 6] and summary.run == 1
     other = finished_job.model_copy(update={"temporal_radius": 2})
-    assert already_done(other, layout, inputs) is None  # settings differ: the run says so
+    with pytest.raises(JobConfigMismatch):  # settings differ: the run says so
+        answer_without_work(other)
     output = os.path.join(finished_job.output, "b.mp4")
     os.rename(output, tmp_path / "b.mp4")
     try:
-        assert already_done(finished_job, layout, inputs) is None  # an output is missing
+        assert answer_without_work(finished_job) is None  # an output is missing
     finally:
         os.rename(tmp_path / "b.mp4", output)
-    source = inputs[0].source
+    source = os.path.join(finished_job.input, "a.mp4")
     stat = os.stat(source)
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     try:
-        assert already_done(finished_job, layout, list_inputs(layout)) is None  # input changed
+        assert answer_without_work(finished_job) is None  # an input changed
     finally:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert already_done(finished_job, layout, list_inputs(layout)) is not None
+    assert answer_without_work(finished_job) is not None
 
 
 def test_enhance_image_refuses_an_unknown_model_before_loading_a_backend(tmp_path):

@@ -25,9 +25,8 @@ def run_job(src, out, encode: EncodeConfig, model: ModelConfig = MODEL,
                        chunk=ChunkConfig(chunk_frames=4, overlap=1), encode=encode,
                        cluster=ClusterConfig(workers=1), temporal_radius=1)
     executor = SequentialExecutor(config.model)
-    executor.start()
     try:
-        summary = Driver(config, executor).run()
+        summary = Driver.for_config(config).run(executor)
     finally:
         executor.shutdown()
     assert summary.failed == 0, summary

@@ -32,9 +32,8 @@ def run_job(input_spec, output, *, chunk, overlap, radius, executor="ray", worke
         ex = RayExecutor(config.model, config.cluster)
     else:
         ex = SequentialExecutor(config.model)
-    ex.start()
     try:
-        return Driver(config, ex).run()
+        return Driver.for_config(config).run(ex)
     finally:
         ex.shutdown()
 

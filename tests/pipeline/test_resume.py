@@ -61,8 +61,7 @@ class StopAfter(NullReporter):
 
 def run_sequential(config, reporter=None, **kwargs):
     executor = Recording(config.model)
-    executor.start()
-    summary = Driver(config, executor, reporter=reporter, **kwargs).run()
+    summary = Driver.for_config(config, reporter=reporter, **kwargs).run(executor)
     return summary, executor.submitted
 
 
@@ -170,7 +169,8 @@ def test_changed_input_is_redone_and_said(tmp_path):
     assert out_a.stat().st_mtime_ns == stamp  # a finished video is not touched
     assert frames_and_times(tmp_path / "out" / "b.mp4")[0].shape[0] == 14
     third, submitted = run_sequential(config)
-    assert submitted == [] and third.videos == []  # nothing left to do
+    assert submitted == [] and third.already_done  # nothing left to do
+    assert third.chunks_computed == third.chunks_skipped == 0
 
 
 def test_second_driver_refused_until_the_lease_expires_or_force(tmp_path, monkeypatch):

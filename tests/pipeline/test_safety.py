@@ -169,8 +169,7 @@ def _job(tmp_path, **limits) -> RunConfig:
 
 def _run(config: RunConfig):
     executor = SequentialExecutor(config.model)
-    executor.start()
-    return Driver(config, executor).run()
+    return Driver.for_config(config).run(executor)
 
 
 def test_container_selection_failure_fails_only_that_video(tmp_path, monkeypatch):

@@ -41,10 +41,9 @@ def test_hung_decode_and_encode_are_ended_and_retried(local_ray, clips, tmp_path
     executor = ray_executor.RayExecutor(config.model, config.cluster, task_seconds=8,
                                         decode_fn=decode_hanging_first,
                                         encode_fn=encode_hanging_first)
-    executor.start()
     started = time.monotonic()
     try:
-        summary = Driver(config, executor).run()
+        summary = Driver.for_config(config).run(executor)
     finally:
         executor.shutdown()
     assert summary.exit_code == 0, summary.videos
