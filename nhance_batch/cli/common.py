@@ -26,27 +26,6 @@ def config_errors(fn):
     return wrapper
 
 
-def load_job_settings(output: str, manifest: str | None, options: dict) -> dict:
-    """The settings recorded for the job in OUTPUT (or in the manifest at ``manifest``);
-    exits 2 when there is no job or its manifest cannot be read."""
-    from nhance_batch.state.jobstate import read_job_settings
-    from nhance_batch.state.layout import manifest_url
-    from nhance_batch.state.manifest import ManifestError
-    from nhance_batch.storage import StorageError
-
-    url = manifest_url(output, manifest)
-    try:
-        settings = read_job_settings(url, options)
-    except (ManifestError, StorageError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT) from exc
-    if settings is None:
-        click.echo(f"error: no job manifest at {url}; start one with `nhance-batch run`",
-                   err=True)
-        raise SystemExit(CONFIG_ERROR_EXIT)
-    return settings
-
-
 def parse_storage(text: str | None) -> dict:
     """``--storage-options`` JSON -> dict (usage error on bad JSON, without echoing it)."""
     from nhance_batch.storage import StorageError, install_log_redaction, parse_storage_options

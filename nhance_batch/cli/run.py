@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nhance_batch.cli.common import CONFIG_ERROR_EXIT, load_job_settings
+from nhance_batch.cli.common import CONFIG_ERROR_EXIT
 from nhance_batch.cli.options import (CHUNKING, CLUSTER, ENCODING, JOB_CONTROL, LIMITS, MODEL,
                                       STORAGE, compose, config_from_options, job_values)
 
@@ -55,6 +55,27 @@ def _print_already_done(summary, output: str) -> None:
                "finished and unchanged since; nothing to do. Outputs:", err=True)
     for video in summary.videos:
         click.echo(f"  {video.output}  ({video.frames} frames, from {video.input})", err=True)
+
+
+def _recorded_settings(output: str, manifest: str | None, options: dict) -> dict:
+    """The settings recorded for the job in OUTPUT (or in the manifest at ``manifest``);
+    exits 2 when there is no job or its manifest cannot be read."""
+    from nhance_batch.state.jobstate import read_job_settings
+    from nhance_batch.state.layout import manifest_url
+    from nhance_batch.state.manifest import ManifestError
+    from nhance_batch.storage import StorageError
+
+    url = manifest_url(output, manifest)
+    try:
+        settings = read_job_settings(url, options)
+    except (ManifestError, StorageError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from exc
+    if settings is None:
+        click.echo(f"error: no job manifest at {url}; start one with `nhance-batch run`",
+                   err=True)
+        raise SystemExit(CONFIG_ERROR_EXIT)
+    return settings
 
 
 @click.command("run")
@@ -104,7 +125,7 @@ def resume(ctx: click.Context, output: str, executor: str, manifest, force, keep
     from nhance_batch.state.jobstate import run_config_from_settings
 
     overrides = job_values(options)
-    recorded = load_job_settings(output, manifest, overrides["storage_options"])
+    recorded = _recorded_settings(output, manifest, overrides["storage_options"])
     try:
         config = run_config_from_settings(recorded, output=output, overrides=overrides)
     except ConfigError as exc:

@@ -182,7 +182,7 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
     options = storage_options or {}
     inputs = storage.list_videos(input_spec, options)
     inputs = list({item.source: item for item in inputs}.values())
-    from nhance_batch.estimate.known_rate import known_enhancer_rate
+    from nhance_batch.estimate.rates import known_enhancer_rate
 
     mpx_s = known_enhancer_rate(model).mpx_s
     videos, work = [], []

@@ -21,12 +21,13 @@ from nhance_batch.config import RunConfig
 from nhance_batch.pipeline.executor import Executor
 from nhance_batch.pipeline.outputs import OutputNames, check_output_safe, unsafe_key
 from nhance_batch.pipeline.progress import NullReporter, Reporter
-from nhance_batch.pipeline.scheduler import HeldLease, Scheduler
+from nhance_batch.pipeline.scheduler import Scheduler
 from nhance_batch.pipeline.summary import JobSummary, VideoSummary, rate
 from nhance_batch.state.jobstate import JobState, job_extras, job_settings
 from nhance_batch.state.layout import JobLayout
+from nhance_batch.state.lease import HeldLease
 from nhance_batch.state.manifest import (DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
-                                         ChunkRecord, Manifest, RunRecord, VideoRecord)
+                                         ChunkRecord, RunRecord, VideoRecord)
 
 
 def list_inputs(layout: JobLayout) -> list[storage.StoredVideo]:
@@ -66,16 +67,14 @@ def untouched(record: VideoRecord, fingerprint: str, output_options: dict) -> bo
             and stored_size(record.output, output_options) == record.output_bytes)
 
 
-def already_done(manifest: Manifest, inputs: list[storage.StoredVideo],
-                 seconds: float) -> JobSummary:
-    """The summary of a run that found every input untouched: ``already_done`` set, no chunk
-    computed or skipped (as for any untouched video), ``run`` the last run's number."""
-    records = [manifest.video(item.relative) for item in inputs]
+def already_done(records: list[VideoRecord], last_run: int, seconds: float) -> JobSummary:
+    """The summary of a run that found every input untouched (``records``): ``already_done``
+    set, no chunk computed or skipped (as for any untouched video), ``run`` the last run's
+    number."""
     videos = [VideoSummary(v.input, v.output, v.status, v.frames or 0, v.seconds or 0.0,
                            rate(v.frames or 0, v.seconds or 0.0), v.added_flicker,
                            v.model_flicker, None, v.note)
               for v in records]
-    last_run = manifest.runs[-1].run if manifest.runs else 0
     return JobSummary(last_run, videos, {"decode": 0.0, "enhance": 0.0, "encode": 0.0},
                       seconds, sum(v.frames for v in videos), chunks_computed=0,
                       chunks_skipped=0, status=DONE, already_done=True)
@@ -132,12 +131,15 @@ class Driver:
                               extras=job_extras(self.config), lease=lease)
         names = OutputNames(item.relative for item in self.inputs)
         found = self.take_over(state)
-        todo = self.reconcile(state, names)
+        records = self.reconcile(state, names)
+        todo = {vid: record for vid, (record, work) in records.items() if work}
         self.tell_resume(state, todo, found)
         if not todo:  # every input untouched: nothing to start
             if found:
                 state.flush(compact=True)
-            return already_done(state.manifest, self.inputs, time.monotonic() - started)
+            runs = state.manifest.runs
+            return already_done([record for record, _ in records.values()],
+                                runs[-1].run if runs else 0, time.monotonic() - started)
         executor.start()
         return self.schedule(state, lease, executor, todo, names)
 
@@ -188,21 +190,21 @@ class Driver:
         self.reporter.note(f"{opening}: {done} video(s) done, {reused} chunk(s) reused, "
                            f"{len(todo)} video(s) to do")
 
-    def reconcile(self, state: JobState, names: OutputNames) -> dict[int, VideoRecord]:
-        """Match the inputs with the job's state; the videos this run must work on, by their
-        position in the manifest. The changed records reach storage whole, with the run's
-        first compaction (:meth:`schedule`)."""
+    def reconcile(self, state: JobState,
+                  names: OutputNames) -> dict[int, tuple[VideoRecord, bool]]:
+        """Match the inputs with the job's state: each input's record, by its position in the
+        manifest, and whether this run must work on it. The changed records reach storage
+        whole, with the run's first compaction (:meth:`schedule`)."""
         manifest = state.manifest
-        todo: dict[int, VideoRecord] = {}
+        records: dict[int, tuple[VideoRecord, bool]] = {}
         for item in self.inputs:
             vid = manifest.position(item.relative)
             if vid is None:
                 manifest.videos.append(VideoRecord(input=item.source, relative=item.relative))
                 vid = len(manifest.videos) - 1
             record = manifest.videos[vid]
-            if self.reconcile_video(record, item, names):
-                todo[vid] = record
-        return todo
+            records[vid] = record, self.reconcile_video(record, item, names)
+        return records
 
     def reconcile_video(self, record: VideoRecord, item: storage.StoredVideo,
                         names: OutputNames) -> bool:

@@ -22,11 +22,10 @@ class ConfigurationError(RuntimeError):
 def configuration_errors() -> tuple[type[BaseException], ...]:
     """The exceptions of :func:`run_job` that mean the job cannot run as configured."""
     from nhance_batch.model.registry import ModelError
-    from nhance_batch.pipeline.scheduler import LeaseLost
     from nhance_batch.pipeline.executor import WorkerStartError
     from nhance_batch.pipeline.outputs import UnsafeOutput
     from nhance_batch.state.jobstate import JobConfigMismatch
-    from nhance_batch.state.lease import LeaseError
+    from nhance_batch.state.lease import LeaseError, LeaseLost
     from nhance_batch.storage import StorageError
 
     return (ConfigurationError, ModelError, JobConfigMismatch, LeaseError, LeaseLost,

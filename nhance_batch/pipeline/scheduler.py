@@ -9,12 +9,13 @@ assembly fails is recorded with its error and the others go on.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -27,25 +28,39 @@ from nhance_batch.pipeline.outputs import OutputNames
 from nhance_batch.pipeline.progress import Reporter
 from nhance_batch.pipeline.summary import (JobSummary, StageTotals, VideoSummary, merge_enhancer,
                                            rate, size_ratio)
-from nhance_batch.state.jobstate import JobState
+from nhance_batch.state.jobstate import JobState, LiveRecord
+from nhance_batch.state.lease import HeldLease, LeaseLost
 from nhance_batch.state.layout import JobLayout
-from nhance_batch.state.live import WRITE_INTERVAL_S, LiveRecord, write_live
 from nhance_batch.state.manifest import (DONE, FAILED, PENDING, RUNNING, ChunkRecord, Gains,
                                          RunRecord, VideoRecord)
 
 CANCELLED = "cancelled"
 
 
-class LeaseLost(RuntimeError):
-    """Another driver took the job over; this one stopped without writing its state."""
+#: Chunks per actor (the one it computes, the one queued) plus one being decoded.
+BASE_PER_ACTOR = 2
 
 
-class HeldLease(Protocol):
-    """What the scheduler reads of the job's lease while it runs (its heartbeat sets both)."""
+def in_flight_target(workers: int, seconds: dict[str, float], cpus: int) -> int:
+    """Chunks to keep in flight for ``workers`` enhancer actors, so that none waits.
 
-    @property
-    def lost(self) -> bool: ...
-    lost_reason: str | None
+    A chunk is in flight from its decode until its encode is done. Each actor holds the chunk
+    it computes and one queued behind it; while it computes, the next chunks must already be
+    decoding, and the finished ones are still encoding: with the stages' measured times
+    (``seconds``: the run's summed ``decode``, ``enhance`` and ``encode`` seconds so far),
+    that takes ``(decode + encode) / enhance`` chunks per actor beyond the two it holds. A GPU
+    enhances a 720p chunk in a second while one CPU task decodes and encodes it in several,
+    so a GPU actor needs many chunks in flight where a CPU actor needs one. Before any chunk
+    is done, only the base (2 per actor, plus one) is used; more decode/encode tasks than
+    the cluster's ``cpus`` would only queue.
+    """
+    workers = max(1, workers)
+    base = BASE_PER_ACTOR * workers + 1
+    enhance = seconds.get("enhance", 0.0)
+    if enhance <= 0:
+        return base
+    ratio = (seconds.get("decode", 0.0) + seconds.get("encode", 0.0)) / enhance
+    return base + min(math.ceil(ratio * workers), max(1, cpus))
 
 
 def _flicker(chunks: list[ChunkRecord], attr: str) -> float | None:
@@ -111,8 +126,8 @@ class Scheduler:
         self.frames_total = 0  # frames of the videos probed
         self.planned_seconds = 0.0  # their enhancer seconds at the known rates
         self.pace = Pace()
-        self._live_written = float("-inf")
         self._changed: dict[int, bool] = {}  # videos changed, not yet recorded: with chunks?
+        self._committed: list[tuple[int, ChunkRecord]] = []  # chunks committed, not recorded
         executor.listen(self.on_enhancing)
 
     # -- helpers -----------------------------------------------------------------------
@@ -134,10 +149,15 @@ class Scheduler:
         self._changed[vid] = self._changed.get(vid, False) or chunks
 
     def record_changes(self) -> None:
-        """Hand every video changed since the last call to the job's state, once each."""
+        """Hand the job's state what changed since the last call: the chunks committed, then
+        every video changed, once each; the state writes them when its intervals say."""
+        for vid, chunk in self._committed:
+            self.state.chunk_committed(self.videos[vid], chunk)
         for vid, chunks in self._changed.items():
             self.state.video_changed(self.videos[vid], chunks=chunks)
+        self._committed.clear()
         self._changed.clear()
+        self.state.maybe_flush()
 
     def settle(self) -> None:
         """The run ends: videos still running go back to pending, and every change is
@@ -232,8 +252,8 @@ class Scheduler:
 
     def worker_rate(self, width: int, height: int) -> float:
         """One enhancer worker's megapixels per second, as known before any chunk ran
-        (:func:`~nhance_batch.estimate.known_rate.known_enhancer_rate`)."""
-        from nhance_batch.estimate.known_rate import known_enhancer_rate
+        (:func:`~nhance_batch.estimate.rates.known_enhancer_rate`)."""
+        from nhance_batch.estimate.rates import known_enhancer_rate
 
         kind = self.executor.gpu_kind()
         key = (kind, width, height) if kind else None
@@ -312,7 +332,7 @@ class Scheduler:
         self.totals.add("enhance", result.decoded_frames, result.seconds.get("enhance", 0.0))
         self.totals.add("encode", result.frames, result.seconds.get("encode", 0.0))
         self.reporter.advance(result.frames)
-        self.state.chunk_committed(self.videos[result.video], chunk)
+        self._committed.append((result.video, chunk))
         self.run.enhancer = merge_enhancer(self.run.enhancer, result.enhancer)
 
     # -- assembly ----------------------------------------------------------------------
@@ -374,8 +394,6 @@ class Scheduler:
     def submit_ready(self) -> None:
         """Submit queued chunks and probes up to the bounds of work in flight."""
         workers = max(1, self.executor.workers())
-        from nhance_batch.pipeline.flow import in_flight_target
-
         max_chunks = in_flight_target(workers, self.totals.seconds, self.executor.cpus())
         max_probes = max(2, workers)
         while self.chunk_queue and self.running["chunk"] < max_chunks:
@@ -418,10 +436,9 @@ class Scheduler:
                 self.submit_ready()
                 for handle, result in self.executor.wait(list(self.in_flight), timeout=0.5):
                     self.handle(handle, result)
-                self.record_changes()
                 self.note_busy()
                 self.note_progress()
-                self.state.maybe_flush()
+                self.record_changes()
                 self.reporter.refresh()
         finally:
             self.settle()
@@ -440,7 +457,7 @@ class Scheduler:
 
     def note_progress(self) -> None:
         """Frames enhanced so far, committed or not, and the ETA: to the live line, and every
-        :data:`~nhance_batch.state.live.WRITE_INTERVAL_S` to the progress record."""
+        :data:`~nhance_batch.state.jobstate.LIVE_INTERVAL_S` to the progress record."""
         enhancing = []
         for (vid, index), (frames, _) in self.executor.enhancing().items():
             video = self.videos.get(vid)
@@ -454,14 +471,11 @@ class Scheduler:
         fps, eta = self.pace.eta(self.frames_total - enhanced, planned)
         self.reporter.enhanced(enhanced)
         self.reporter.pace(fps, eta)
-        now = time.monotonic()
-        if now - self._live_written >= WRITE_INTERVAL_S and not self.lease.lost:
-            self._live_written = now
-            write_live(self.layout, LiveRecord(
-                self.run.run, self.state.now(), enhanced,
-                self.frames_reused + self.frames_committed, self.frames_total,
-                None if fps is None else round(fps, 4),
-                None if eta is None else round(eta, 1), enhancing))
+        self.state.note_live(LiveRecord(
+            self.run.run, self.state.now(), enhanced,
+            self.frames_reused + self.frames_committed, self.frames_total,
+            None if fps is None else round(fps, 4),
+            None if eta is None else round(eta, 1), enhancing))
 
     def summary(self, status: str) -> JobSummary:
         out = []

@@ -8,14 +8,24 @@ as one of ten. The journal is compacted into the manifest at most every
 (:func:`read_manifest`: ``status``, the report, the web app) see the manifest with the journal
 replayed on top, so they are never behind by more than the journal's flush interval.
 
+The manifest and its journal hold committed work only; a chunk is committed when it is
+encoded, which may be a minute after its first frame was enhanced. So a running driver also
+writes, every :data:`LIVE_INTERVAL_S` seconds, a small record of what it has enhanced so far
+(:class:`LiveRecord`, ``OUTPUT/_nhance/progress.json``), written whole (a rename locally, one
+object in a store); readers (``status``, the web app) add it to the manifest's counts while its
+driver is alive.
+
 A driver that has lost its lease (another driver took over) writes nothing more.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,10 @@ COMPACT_INTERVAL_S = float(os.environ.get("NHANCE_MANIFEST_SAVE_S", "60"))
 # Journal records are written out (a line per record locally, one object per flush in a
 # store) at most this often.
 FLUSH_INTERVAL_S = float(os.environ.get("NHANCE_JOURNAL_FLUSH_S", "1"))
+#: Seconds between two writes of the live progress record by a running driver.
+LIVE_INTERVAL_S = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class JobConfigMismatch(RuntimeError):
@@ -72,20 +86,20 @@ def run_config_from_settings(settings: Mapping[str, Any], *, output: str,
         nhance_batch.config.ConfigError: the record does not make a valid job.
         TypeError: an override names a recorded setting.
     """
-    encode = _recorded(dict(settings), "encode")
+    job = {**settings, **{key: _recorded(settings, key) for key in _LATER_SETTINGS}}
+    encode = job["encode"]
     lossless = bool(encode["lossless"])
     # run_config refuses a codec, crf or preset beside lossless (which ignores them)
     lossy = {} if lossless else {k: encode[k] for k in ("codec", "crf", "preset")}
-    model_path = settings.get("model_path")
+    model_path = job.get("model_path")
     return run_config(
-        settings["input"], output, model=settings["model"],
+        job["input"], output, model=job["model"],
         model_path=Path(model_path) if model_path else None,
-        precision=settings.get("precision"), chunk_frames=settings["chunk_frames"],
-        chunk_seconds=settings.get("chunk_seconds"),
-        overlap=settings["overlap"], temporal_radius=settings["temporal_radius"],
-        lossless=lossless, previews=bool(settings.get("previews")), hdr=encode["hdr"],
-        strength=_recorded(dict(settings), "strength"),
-        strict=_recorded(dict(settings), "strict"), **lossy, **(overrides or {}))
+        precision=job.get("precision"), chunk_frames=job["chunk_frames"],
+        chunk_seconds=job.get("chunk_seconds"),
+        overlap=job["overlap"], temporal_radius=job["temporal_radius"],
+        lossless=lossless, previews=bool(job.get("previews")), hdr=encode["hdr"],
+        strength=job["strength"], strict=job["strict"], **lossy, **(overrides or {}))
 
 
 # Settings added after jobs were first recorded, with the value those jobs ran with: a job
@@ -93,7 +107,7 @@ def run_config_from_settings(settings: Mapping[str, Any], *, output: str,
 _LATER_SETTINGS = {"strength": 1.0, "strict": False, "encode": {"hdr": "keep"}}
 
 
-def _recorded(job: dict, key: str):
+def _recorded(job: Mapping[str, Any], key: str):
     """``job``'s value of setting ``key``, completed with :data:`_LATER_SETTINGS`."""
     later, value = _LATER_SETTINGS.get(key), job.get(key)
     if isinstance(later, dict) and isinstance(value, dict):
@@ -127,6 +141,47 @@ def read_job_settings(url: str, storage_options: dict | None = None) -> dict | N
                                 storage_options=storage_options)
 
 
+@dataclass
+class LiveRecord:
+    """What a running driver has done so far.
+
+    Attributes:
+        run: the run's number in the manifest.
+        updated: when it was written (UTC, ISO 8601).
+        frames_enhanced: own frames of the job enhanced so far: committed (this run's and
+            earlier runs') and in chunks not yet committed.
+        frames_committed: own frames of committed chunks.
+        frames_total: frames of the videos probed so far.
+        fps: the enhancer's frames per second used for the ETA (measured, or known from
+            the rate before enough was measured).
+        eta_seconds: seconds still to go when written; None while unknown.
+        enhancing: the chunks not yet committed, ``{"video": relative, "chunk": index,
+            "frames": own frames enhanced}``.
+    """
+
+    run: int
+    updated: str
+    frames_enhanced: int = 0
+    frames_committed: int = 0
+    frames_total: int = 0
+    fps: float | None = None
+    eta_seconds: float | None = None
+    enhancing: list[dict[str, Any]] = field(default_factory=list)
+
+
+def live_url(layout: JobLayout) -> str:
+    return storage.join(layout.state_dir, "progress.json")
+
+
+def read_live(layout: JobLayout) -> LiveRecord | None:
+    """The record, or None when there is none or it cannot be read."""
+    try:
+        data = json.loads(storage.read_bytes(live_url(layout), layout.output_options))
+        return LiveRecord(**data)
+    except (OSError, ValueError, TypeError, storage.StorageError):
+        return None
+
+
 class JobState:
     """The manifest of the job in a layout, and how its changes reach storage.
 
@@ -143,6 +198,7 @@ class JobState:
                                start_segment=manifest.journal_segment + 1)
         self._last_flush = time.monotonic()
         self._next_compact = time.monotonic() + COMPACT_INTERVAL_S
+        self._live_written = float("-inf")
 
     @classmethod
     def open(cls, layout: JobLayout, settings: dict, *, force: bool = False,
@@ -187,6 +243,21 @@ class JobState:
     def chunk_committed(self, video: VideoRecord, chunk: ChunkRecord) -> None:
         """One chunk of ``video`` was committed (or changed state)."""
         self.journal.chunk(video.relative, chunk)
+
+    def note_live(self, record: LiveRecord) -> None:
+        """Write the live progress record when :data:`LIVE_INTERVAL_S` seconds have passed
+        since its last write. A store that refuses it is logged at debug level: the record is
+        a courtesy to readers, never a reason to stop a run."""
+        now = time.monotonic()
+        if now - self._live_written < LIVE_INTERVAL_S or not self._writable():
+            return
+        self._live_written = now
+        layout = self.layout
+        try:
+            storage.write_bytes(live_url(layout), json.dumps(asdict(record)).encode(),
+                                layout.output_options)
+        except (OSError, storage.StorageError) as exc:
+            log.debug("progress record not written: %s", layout.redact(exc))
 
     # -- to storage --------------------------------------------------------------------
     def _writable(self) -> bool:

@@ -36,7 +36,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from nhance_batch.state.lease_backends import Found, LeaseBackend, LeaseFile, LeaseObject
 from nhance_batch.state.liveness import identity, process_gone, same_kernel
@@ -106,6 +106,18 @@ def _provably_dead(found: Found) -> bool:
     if holder.get("lock") and found.lock_free:
         return True  # it held its lifetime lock all its life: a free lock means it is gone
     return process_gone(holder)
+
+
+class LeaseLost(RuntimeError):
+    """Another driver took the job over; this one stopped without writing its state."""
+
+
+class HeldLease(Protocol):
+    """What the driver and its scheduler read of the job's lease while it runs (its heartbeat sets both)."""
+
+    @property
+    def lost(self) -> bool: ...
+    lost_reason: str | None
 
 
 class Lease:

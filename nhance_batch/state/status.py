@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from nhance_batch.state.jobstate import LiveRecord, read_live
 from nhance_batch.state.layout import JobLayout
-from nhance_batch.state.live import LiveRecord, read_live
 from nhance_batch.state.manifest import (DONE, FAILED, INTERRUPTED, ChunkRecord, Manifest,
                                          RunRecord, VideoRecord)
 
@@ -23,7 +23,7 @@ def status_document(output: str, manifest: str | None = None,
 
     Keys: those of :func:`summarize`, and ``driver_alive``. A video left ``running`` by a
     driver that is gone shows as ``pending``, and its run as ``interrupted``. While the
-    driver is alive, its progress record (:mod:`nhance_batch.state.live`) adds the frames
+    driver is alive, its progress record (:class:`~nhance_batch.state.jobstate.LiveRecord`) adds the frames
     enhanced in chunks not yet committed to ``progress.frames_done``, and gives the ETA.
 
     Raises:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nhance_batch.pipeline.busy import BusyMeter
-from nhance_batch.pipeline.flow import in_flight_target
+from nhance_batch.pipeline.scheduler import in_flight_target
 
 
 class Clock:

@@ -37,7 +37,7 @@ def timed_config(inp, out, seconds: float) -> RunConfig:
 
 def test_chunks_are_sized_by_the_calibrated_rate(monkeypatch, tmp_path):
     from nhance_batch.config import ModelConfig
-    from nhance_batch.estimate.known_rate import known_enhancer_rate
+    from nhance_batch.estimate.rates import known_enhancer_rate
 
     calibrated(monkeypatch, tmp_path, 0.1)
     rate = known_enhancer_rate(ModelConfig())
@@ -86,9 +86,9 @@ class Watching(StopAfter):
 
 
 def test_progress_moves_within_a_chunk_and_status_shows_it(monkeypatch, tmp_path):
-    import nhance_batch.pipeline.scheduler as scheduler
+    import nhance_batch.state.jobstate as jobstate
 
-    monkeypatch.setattr(scheduler, "WRITE_INTERVAL_S", 0.0)
+    monkeypatch.setattr(jobstate, "LIVE_INTERVAL_S", 0.0)
     calibrated(monkeypatch, tmp_path, 0.05)
     make_video(tmp_path / "in" / "a.mp4", width=64, height=48, frames=24, gop=8)
     out = tmp_path / "out"
@@ -237,7 +237,7 @@ def test_kill_9_of_a_ray_run_loses_only_chunks_in_flight_and_leaves_no_ray_proce
 def test_status_adds_the_live_record_of_the_latest_run_only():
     from datetime import datetime, timedelta, timezone
 
-    from nhance_batch.state.live import LiveRecord
+    from nhance_batch.state.jobstate import LiveRecord
     from nhance_batch.state.manifest import ChunkRecord, Manifest, VideoRecord
     from nhance_batch.state.status import add_live, summarize
 
