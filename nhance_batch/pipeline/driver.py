@@ -100,6 +100,7 @@ class Driver:
         self.config = config
         self.layout = layout
         self.inputs = inputs
+        self.names = OutputNames(item.relative for item in inputs)
         self.reporter = reporter or NullReporter()
         self.force = force
         self.keep_parts = keep_parts
@@ -129,9 +130,8 @@ class Driver:
         started = time.monotonic()
         state = JobState.open(self.layout, job_settings(self.config), force=self.force,
                               extras=job_extras(self.config), lease=lease)
-        names = OutputNames(item.relative for item in self.inputs)
         found = self.take_over(state)
-        records = self.reconcile(state, names)
+        records = self.reconcile(state)
         todo = {vid: record for vid, (record, work) in records.items() if work}
         self.tell_resume(state, todo, found)
         if not todo:  # every input untouched: nothing to start
@@ -141,14 +141,17 @@ class Driver:
             return already_done([record for record, _ in records.values()],
                                 runs[-1].run if runs else 0, time.monotonic() - started)
         executor.start()
-        return self.schedule(state, lease, executor, todo, names)
+        summary = self.schedule(state, lease, executor, todo)
+        # for the report; a run that computed nothing leaves the one of the run that did
+        state.keep_summary(summary.as_dict(), replace=summary.chunks_computed > 0)
+        return summary
 
     def schedule(self, state: JobState, lease: HeldLease, executor: Executor,
-                 todo: dict[int, VideoRecord], names: OutputNames) -> JobSummary:
+                 todo: dict[int, VideoRecord]) -> JobSummary:
         """Record this run, and let a scheduler run the videos of ``todo`` to their end."""
         run = state.new_run(socket.gethostname(), os.getpid())
         state.flush(compact=True)
-        scheduler = Scheduler(self.config, self.layout, executor, state, run, todo, names,
+        scheduler = Scheduler(self.config, self.layout, executor, state, run, todo, self.names,
                               reporter=self.reporter, lease=lease, keep_parts=self.keep_parts,
                               cancel=self.cancel)
         status = INTERRUPTED
@@ -190,8 +193,7 @@ class Driver:
         self.reporter.note(f"{opening}: {done} video(s) done, {reused} chunk(s) reused, "
                            f"{len(todo)} video(s) to do")
 
-    def reconcile(self, state: JobState,
-                  names: OutputNames) -> dict[int, tuple[VideoRecord, bool]]:
+    def reconcile(self, state: JobState) -> dict[int, tuple[VideoRecord, bool]]:
         """Match the inputs with the job's state: each input's record, by its position in the
         manifest, and whether this run must work on it. The changed records reach storage
         whole, with the run's first compaction (:meth:`schedule`)."""
@@ -203,11 +205,10 @@ class Driver:
                 manifest.videos.append(VideoRecord(input=item.source, relative=item.relative))
                 vid = len(manifest.videos) - 1
             record = manifest.videos[vid]
-            records[vid] = record, self.reconcile_video(record, item, names)
+            records[vid] = record, self.reconcile_video(record, item)
         return records
 
-    def reconcile_video(self, record: VideoRecord, item: storage.StoredVideo,
-                        names: OutputNames) -> bool:
+    def reconcile_video(self, record: VideoRecord, item: storage.StoredVideo) -> bool:
         """Bring one video's record up to date with its input; False when it is finished
         and untouched."""
         problem = unsafe_key(item.relative)
@@ -217,6 +218,9 @@ class Driver:
                 f"{item.source}: its path under the input ({item.relative!r}) {problem}, so "
                 "its output would not stay inside OUTPUT")
             return True
+        if record.output_name is None:  # its name depends on its key alone, as the check above
+            record.output_name, why = self.names.primary(item.relative)
+            record.note = record.note or why
         try:
             fp, size = storage.video_fingerprint(item, self.layout.input_options)
         except (OSError, storage.StorageError) as exc:
@@ -232,9 +236,6 @@ class Driver:
             record.status, record.error, record.frames = PENDING, None, None
         elif untouched(record, fp, self.layout.output_options):
             return False  # finished: not touched
-        if record.output_name is None:
-            record.output_name, why = names.primary(item.relative)
-            record.note = record.note or why
         record.input = item.source
         record.status, record.error = PENDING, None
         for chunk in record.chunks:

@@ -82,11 +82,9 @@ def run_job(config: RunConfig, *, executor: str = "ray", manifest: str | None = 
                     keep_parts=keep_parts, cancel=cancel)
     runner = make_executor(config, executor)
     try:
-        summary = driver.run(runner)
+        return driver.run(runner)
     finally:
         runner.shutdown()
-    _keep_summary(layout, summary)
-    return summary
 
 
 def _check_encoder(config: RunConfig) -> None:
@@ -105,22 +103,3 @@ def _check_encoder(config: RunConfig) -> None:
             f"--codec {codec}: this install's FFmpeg has no such encoder ({exc}); use "
             "match, auto, libx264, libx265, or another encoder `ffmpeg -encoders` lists"
         ) from None
-
-
-def _keep_summary(layout: JobLayout, summary: JobSummary) -> None:
-    """Write the run's summary beside the job state for the report (best effort: a store that
-    refuses it costs the report its throughput curve, never the run). A run that computed
-    nothing leaves the previous summary in place."""
-    import json
-    import logging
-
-    from nhance_batch import storage
-
-    try:
-        if summary.chunks_computed == 0 and storage.exists(layout.summary, layout.output_options):
-            return  # a rerun with nothing to do: the run that did the work says more
-        storage.write_bytes(layout.summary,
-                            json.dumps(summary.as_dict(), default=str).encode(),
-                            layout.output_options)
-    except Exception as exc:  # noqa: BLE001
-        logging.getLogger(__name__).warning("run summary not kept: %s", layout.redact(exc))

@@ -42,17 +42,13 @@ BASE_PER_ACTOR = 2
 
 
 def in_flight_target(workers: int, seconds: dict[str, float], cpus: int) -> int:
-    """Chunks to keep in flight for ``workers`` enhancer actors, so that none waits.
+    """Chunks to keep in flight (from decode to encoded) so that no enhancer actor waits.
 
-    A chunk is in flight from its decode until its encode is done. Each actor holds the chunk
-    it computes and one queued behind it; while it computes, the next chunks must already be
-    decoding, and the finished ones are still encoding: with the stages' measured times
-    (``seconds``: the run's summed ``decode``, ``enhance`` and ``encode`` seconds so far),
-    that takes ``(decode + encode) / enhance`` chunks per actor beyond the two it holds. A GPU
-    enhances a 720p chunk in a second while one CPU task decodes and encodes it in several,
-    so a GPU actor needs many chunks in flight where a CPU actor needs one. Before any chunk
-    is done, only the base (2 per actor, plus one) is used; more decode/encode tasks than
-    the cluster's ``cpus`` would only queue.
+    Each actor holds the chunk it computes and one queued; meanwhile the next ones decode and
+    the finished ones encode: with the run's summed stage ``seconds`` so far, that takes
+    ``(decode + encode) / enhance`` more chunks per actor (many for a GPU, which enhances a
+    720p chunk in a second, one for a CPU actor). Before any chunk is done: the base alone.
+    More decode/encode tasks than the cluster's ``cpus`` would only queue.
     """
     workers = max(1, workers)
     base = BASE_PER_ACTOR * workers + 1
@@ -128,7 +124,8 @@ class Scheduler:
         self.pace = Pace()
         self._changed: dict[int, bool] = {}  # videos changed, not yet recorded: with chunks?
         self._committed: list[tuple[int, ChunkRecord]] = []  # chunks committed, not recorded
-        executor.listen(self.on_enhancing)
+        self._live: LiveRecord | None = None  # the progress so far, for the job's state
+        executor.listen(self.after_step)
 
     # -- helpers -----------------------------------------------------------------------
     def source(self, video: VideoRecord) -> stages.Source:
@@ -150,11 +147,14 @@ class Scheduler:
 
     def record_changes(self) -> None:
         """Hand the job's state what changed since the last call: the chunks committed, then
-        every video changed, once each; the state writes them when its intervals say."""
+        every video changed, once each, and the progress; the state writes them when its
+        intervals say."""
         for vid, chunk in self._committed:
             self.state.chunk_committed(self.videos[vid], chunk)
         for vid, chunks in self._changed.items():
             self.state.video_changed(self.videos[vid], chunks=chunks)
+        if self._live is not None:
+            self.state.note_live(self._live)
         self._committed.clear()
         self._changed.clear()
         self.state.maybe_flush()
@@ -436,10 +436,7 @@ class Scheduler:
                 self.submit_ready()
                 for handle, result in self.executor.wait(list(self.in_flight), timeout=0.5):
                     self.handle(handle, result)
-                self.note_busy()
-                self.note_progress()
-                self.record_changes()
-                self.reporter.refresh()
+                self.after_step()
         finally:
             self.settle()
         return FAILED if any(v.status == FAILED for v in self.videos.values()) else DONE
@@ -449,15 +446,18 @@ class Scheduler:
         self.run.enhancer_busy = self.executor.busy()
         self.reporter.enhancer_busy(self.run.enhancer_busy.get("overall"))
 
-    def on_enhancing(self) -> None:
-        """An executor that enhances in this thread finished a forward pass."""
+    def after_step(self) -> None:
+        """After each step of the loop, and each forward pass of an executor that enhances in
+        this thread: the busy share and the progress noted, the changes handed to the job's
+        state, the live line redrawn."""
         self.note_busy()
         self.note_progress()
+        self.record_changes()
         self.reporter.refresh()
 
     def note_progress(self) -> None:
-        """Frames enhanced so far, committed or not, and the ETA: to the live line, and every
-        :data:`~nhance_batch.state.jobstate.LIVE_INTERVAL_S` to the progress record."""
+        """Frames enhanced so far, committed or not, and the ETA: to the live line, and to the
+        progress record that :meth:`record_changes` hands to the job's state."""
         enhancing = []
         for (vid, index), (frames, _) in self.executor.enhancing().items():
             video = self.videos.get(vid)
@@ -471,11 +471,11 @@ class Scheduler:
         fps, eta = self.pace.eta(self.frames_total - enhanced, planned)
         self.reporter.enhanced(enhanced)
         self.reporter.pace(fps, eta)
-        self.state.note_live(LiveRecord(
+        self._live = LiveRecord(
             self.run.run, self.state.now(), enhanced,
             self.frames_reused + self.frames_committed, self.frames_total,
             None if fps is None else round(fps, 4),
-            None if eta is None else round(eta, 1), enhancing))
+            None if eta is None else round(eta, 1), enhancing)
 
     def summary(self, status: str) -> JobSummary:
         out = []

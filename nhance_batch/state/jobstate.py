@@ -259,6 +259,21 @@ class JobState:
         except (OSError, storage.StorageError) as exc:
             log.debug("progress record not written: %s", layout.redact(exc))
 
+    def keep_summary(self, document: dict[str, Any], *, replace: bool = True) -> None:
+        """Write the run's summary (``JobSummary.as_dict()``) beside the state for the report;
+        with ``replace`` False, only where there is none yet. Best effort: a store that
+        refuses it costs the report its throughput curve, never the run."""
+        layout = self.layout
+        if not self._writable():
+            return
+        try:
+            if not replace and storage.exists(layout.summary, layout.output_options):
+                return
+            storage.write_bytes(layout.summary, json.dumps(document, default=str).encode(),
+                                layout.output_options)
+        except Exception as exc:  # noqa: BLE001 - best effort, as said above
+            log.warning("run summary not kept: %s", layout.redact(exc))
+
     # -- to storage --------------------------------------------------------------------
     def _writable(self) -> bool:
         return self.lease is None or not self.lease.lost
