@@ -19,7 +19,7 @@ gradients, H.264, keyframe every 2 s) it measures, for float32 and for bfloat16:
 * the **PSNR** of bfloat16 output against float32 on the clip's first chunk.
 
 When Ray and the project's other dependencies are importable too (``pip install -e
-'.[jax-gpu]'``), ``--real`` also runs the real job (``nhance_batch.pipeline.job.run_job`` on a
+'.[jax-gpu]'``), ``--real`` also runs the real job (``nhance_batch.pipeline.driver.run_job`` on a
 local Ray, ``KERAS_BACKEND=jax``) on the same clip and reports its summary's fps and busy share.
 
 Prints a table; ``--out FILE`` writes JSON (rewritten after each stage). Default: 20 s of
@@ -266,7 +266,7 @@ def real_job(clip: str, workdir: str, precision: str, codec: str, preset: str,
              chunk_frames: int) -> dict:
     """The real job on a local Ray (needs the project's full dependencies)."""
     from nhance_batch.config import run_config
-    from nhance_batch.pipeline.job import run_job
+    from nhance_batch.pipeline.driver import run_job
 
     config = run_config(clip, os.path.join(workdir, f"real-{precision}"), precision=precision,
                         codec=codec, preset=preset, chunk_frames=chunk_frames)

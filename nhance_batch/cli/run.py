@@ -26,7 +26,7 @@ def execute(config: RunConfig, *, executor_name: str, manifest: str | None, forc
             keep_parts: bool, summary_json: Path | None) -> int:
     """Run the job; its exit code: 0 (all done), 1 (some failed), 2 (configuration) or 130
     (interrupted)."""
-    from nhance_batch.pipeline.job import configuration_errors, run_job
+    from nhance_batch.pipeline.driver import configuration_errors, run_job
     from nhance_batch.pipeline.progress import RichReporter, print_summary
 
     reporter = RichReporter()

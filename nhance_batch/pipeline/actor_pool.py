@@ -281,7 +281,9 @@ class ActorPool:
             slot.ping, slot.last_ping = slot.actor.ready.remote(), time.monotonic()
 
     def shutdown(self) -> None:
-        """Kill every actor."""
+        """Kill every actor (none, and Ray not imported, when the pool never started)."""
+        if not self.slots:
+            return
         import ray
 
         for slot in self.slots:

@@ -110,7 +110,6 @@ class RayExecutor:
         self.pool = ActorPool(model, cluster)
         self._by_ref: dict[Any, _ChunkHandle] = {}
         self._deferred: list[_ChunkHandle] = []
-        self._started = False  # start() was called: shutdown() has something to undo
         self._started_ray = False
         self._starved_since: float | None = None
         self._last_starved_warn = 0.0
@@ -122,8 +121,6 @@ class RayExecutor:
     # -- start-up ----------------------------------------------------------------------
     def start(self) -> None:
         import ray
-
-        self._started = True
         if ray_session.connect(self.cluster, chunks_in_flight(self.cluster.workers or 1)):
             self._started_ray = True
         (self._probe, self._decode, self._encode, self._assemble,
@@ -370,8 +367,6 @@ class RayExecutor:
         return self._cpus
 
     def shutdown(self) -> None:
-        if not self._started:  # a run that found nothing to do never started Ray
-            return
         self.pool.shutdown()
         self._deferred = []
         self._by_ref = {}

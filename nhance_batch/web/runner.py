@@ -28,7 +28,7 @@ class JobStateError(RuntimeError):
 
 
 def _default_run_job(config, **kwargs):
-    from nhance_batch.pipeline.job import run_job
+    from nhance_batch.pipeline.driver import run_job
 
     return run_job(config, **kwargs)
 
@@ -176,7 +176,7 @@ class JobRunner:
                 self._cond.notify_all()
 
     def _execute(self, job_id: str) -> tuple[str, str | None]:
-        from nhance_batch.pipeline.job import configuration_errors
+        from nhance_batch.pipeline.driver import configuration_errors
 
         record = self.store.get(job_id)
         settings = JobSettings.model_validate(

@@ -11,7 +11,7 @@ import av
 import pytest
 
 from nhance_batch.config import run_config
-from nhance_batch.pipeline.job import run_job
+from nhance_batch.pipeline.driver import run_job
 from nhance_batch.state.status import status_document
 from tests.media.makemedia import make_video, truncate
 from tests.media.test_phone import APPLE, phone_mov
