@@ -98,7 +98,7 @@ DEFAULT_CHUNK_SECONDS = 20.0
 #: unless the memory cap forbids it.
 MAX_CONTEXT_SHARE = 0.15
 #: Enhancer megapixels per second assumed for one worker when nothing measured is known
-#: (:func:`nhance_batch.estimate.rates.known_enhancer_rate`): DPED costs 0.8 MFLOP per
+#: (:func:`nhance_batch.rates.known_enhancer_rate`): DPED costs 0.8 MFLOP per
 #: pixel, and 25 GFLOP/s is a slow CPU worker (two cores here run about 90), so chunks err
 #: on the short side.
 FALLBACK_MPX_S = 25e9 / 799_488 / 1e6

@@ -13,7 +13,7 @@ def _inside(path: Path) -> bool:
 
 
 def test_every_per_user_folder_is_the_suites_own():
-    from nhance_batch.estimate.calibration import cache_path as calibration_cache
+    from nhance_batch.rates import calibration_path as calibration_cache
     from nhance_batch.model import autotune, registry
     from nhance_batch.storage import default_cache_dir
 

@@ -6,9 +6,11 @@ calibration; on GPUs, from the package's table of measured rates).
   plan`` and ``run --dry-run`` print);
 * :mod:`nhance_batch.estimate.calibration`: this machine's stage rates, measured once per machine,
   model and encoder setting, cached in the user cache;
-* :mod:`nhance_batch.estimate.rates`: the measured GPU rates (``gpu_rates.toml``), with sources;
 * :mod:`nhance_batch.estimate.timing`: the time model (start-up, chunks over workers);
 * :mod:`nhance_batch.estimate.sizing`: output bytes from a sample of a video's frames.
+
+The measured GPU rates (``gpu_rates.toml``) and the enhancer rate known before a run live in
+:mod:`nhance_batch.rates`, below the pipeline, which sizes chunks with them.
 
 Importing this package is cheap: the heavy imports happen inside the functions.
 """

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import socket
 import tempfile
 import time
@@ -38,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from nhance_batch.rates import calibration_path, cpu_name, read_json_object
 from nhance_batch.storage.objects import write_bytes
 
 #: Cache file name under the cache folder.
-CACHE_FILE = "calibration.json"
 #: Bumped when what is measured changes, so old entries are not reused.
 CALIBRATION_VERSION = 3
 #: Frame sizes the enhancer is timed at on CPUs (on a GPU: :data:`GPU_SIZES`), smallest first;
@@ -117,28 +116,6 @@ class Calibration:
             if mpx <= high:
                 return a + (mpx - low) / (high - low) * (b - a)
         return rows[-1][1]
-
-
-def cache_path() -> Path:
-    """``$NHANCE_CACHE/calibration.json``, or the platform's user cache folder's."""
-    base = os.environ.get("NHANCE_CACHE")
-    if not base:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("nhance-batch")
-    return Path(base) / CACHE_FILE
-
-
-def cpu_name() -> str:
-    """The CPU's model name as the calibration keys it (``model name`` of /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _backend() -> tuple[str, str, str | None]:
@@ -350,19 +327,9 @@ def calibrate(model: Any, encode: Any, *, machine: dict | None = None,
         ray_s=None if ray_s is None else round(ray_s, 3))
 
 
-def read_json_object(path: Path) -> dict:
-    """The JSON object in the file at ``path``; empty when it is missing, unreadable or not an
-    object (a cache is only ever a hint)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def cached(key: str, path: Path | None = None) -> Calibration | None:
     """The cached calibration for ``key``, None when there is none (or it is unreadable)."""
-    entry = read_json_object(path or cache_path()).get(key)
+    entry = read_json_object(path or calibration_path()).get(key)
     if not isinstance(entry, dict):
         return None
     try:
@@ -376,7 +343,7 @@ def cached(key: str, path: Path | None = None) -> Calibration | None:
 def store(calibration: Calibration, path: Path | None = None) -> Path:
     """Add ``calibration`` to the cache file (an atomic write, so a concurrent reader never
     sees half a file)."""
-    path = path or cache_path()
+    path = path or calibration_path()
     data = read_json_object(path)
     data[calibration.key] = {**calibration.as_dict(), "cached": False}
     write_bytes(str(path), json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))

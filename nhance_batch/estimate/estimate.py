@@ -16,7 +16,7 @@ Times follow :mod:`nhance_batch.estimate.timing`: start-up (the command, Ray, th
 actor, each frame size's first call) plus the chunks' work. Here, the work is at the
 calibration's rates (:mod:`nhance_batch.estimate.calibration`; the enhancer's at the video's
 frame size) and adds up, the stages sharing the cores; on N GPUs of a kind, at the package's
-measured rates (:mod:`nhance_batch.estimate.rates`), with the chunks spread over the GPUs as
+measured rates (:mod:`nhance_batch.rates`), with the chunks spread over the GPUs as
 the driver hands them out, so that the parallelism is bounded by the chunks there are.
 
 The output size is the chosen encoder's bytes per pixel on the job's own frames
@@ -35,7 +35,7 @@ from nhance_batch.model.dped import FLOPS_PER_PIXEL
 
 if TYPE_CHECKING:
     from nhance_batch.estimate.calibration import Calibration
-    from nhance_batch.estimate.rates import RateTable
+    from nhance_batch.rates import RateTable
     from nhance_batch.estimate.sizing import SizeSample
     from nhance_batch.media.probe import VideoInfo
     from nhance_batch.pipeline.stages import Failure
@@ -173,7 +173,7 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
         ValueError: ``gpus`` < 1, or ``gpu_kind`` is not in the table.
     """
     from nhance_batch import storage
-    from nhance_batch.estimate.rates import load_rates
+    from nhance_batch.rates import load_rates
 
     if gpus < 1:
         raise ValueError("gpus must be >= 1")
@@ -182,7 +182,7 @@ def plan_job(input_spec: str, *, model: ModelConfig, chunk: ChunkConfig, encode:
     options = storage_options or {}
     inputs = storage.list_videos(input_spec, options)
     inputs = list({item.source: item for item in inputs}.values())
-    from nhance_batch.estimate.rates import known_enhancer_rate
+    from nhance_batch.rates import known_enhancer_rate
 
     mpx_s = known_enhancer_rate(model).mpx_s
     videos, work = [], []

@@ -1,7 +1,7 @@
 """The enhancer's pace in a run, and the ETA it gives.
 
 From the first seconds of a run the ETA is the frames still to do over the *planned* rate
-(the enhancer rate known before the run, :mod:`nhance_batch.estimate.rates`, times the
+(the enhancer rate known before the run, :mod:`nhance_batch.rates`, times the
 workers). Once frames are being enhanced, the rate *measured* over the last
 :data:`WINDOW_S` seconds takes over, gradually: its weight grows from 0 at the first enhanced
 frame to 1 after :data:`SETTLE_S` seconds, so the ETA neither waits for samples (it is never

@@ -252,8 +252,8 @@ class Scheduler:
 
     def worker_rate(self, width: int, height: int) -> float:
         """One enhancer worker's megapixels per second, as known before any chunk ran
-        (:func:`~nhance_batch.estimate.rates.known_enhancer_rate`)."""
-        from nhance_batch.estimate.rates import known_enhancer_rate
+        (:func:`~nhance_batch.rates.known_enhancer_rate`)."""
+        from nhance_batch.rates import known_enhancer_rate
 
         kind = self.executor.gpu_kind()
         key = (kind, width, height) if kind else None

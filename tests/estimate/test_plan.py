@@ -14,7 +14,7 @@ from nhance_batch.cli import cli
 from nhance_batch.config import ChunkConfig, EncodeConfig, LimitsConfig, ModelConfig
 from nhance_batch.estimate import calibration as cal
 from nhance_batch.estimate import plan_job, sizing, timing
-from nhance_batch.estimate.rates import load_rates, parse_rates
+from nhance_batch.rates import load_rates, parse_rates
 from tests.media.makemedia import make_video
 from tests.pipeline.conftest import make_broken
 

@@ -17,7 +17,7 @@ from tests.pipeline.test_resume import StopAfter, run_sequential
 
 def calibrated(monkeypatch, tmp_path, mpx_s: float) -> None:
     """This machine's calibration cache says the enhancer runs ``mpx_s`` megapixels/s."""
-    from nhance_batch.estimate.calibration import cpu_name
+    from nhance_batch.rates import cpu_name
 
     cache = tmp_path / "cache"
     cache.mkdir(exist_ok=True)
@@ -37,7 +37,7 @@ def timed_config(inp, out, seconds: float) -> RunConfig:
 
 def test_chunks_are_sized_by_the_calibrated_rate(monkeypatch, tmp_path):
     from nhance_batch.config import ModelConfig
-    from nhance_batch.estimate.rates import known_enhancer_rate
+    from nhance_batch.rates import known_enhancer_rate
 
     calibrated(monkeypatch, tmp_path, 0.1)
     rate = known_enhancer_rate(ModelConfig())

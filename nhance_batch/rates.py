@@ -1,4 +1,4 @@
-"""The rates a job can know before it runs, without importing a math backend.
+"""The rates a job can know before it runs, without importing a math backend or measuring.
 
 The package's table of measured GPU rates (``gpu_rates.toml``, :func:`load_rates`), each with
 its source: enhancer rates are frames per second at a measured frame size; for other sizes the
@@ -22,13 +22,16 @@ needs the megapixels per second of one enhancer worker, cheaply: reading files, 
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import platform
 import socket
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 
@@ -108,7 +111,7 @@ class RateTable:
 @lru_cache(maxsize=1)
 def load_rates() -> RateTable:
     """The table shipped in the package."""
-    text = resources.files("nhance_batch.estimate").joinpath("gpu_rates.toml").read_text("utf-8")
+    text = resources.files("nhance_batch").joinpath("gpu_rates.toml").read_text("utf-8")
     return parse_rates(text)
 
 
@@ -168,11 +171,9 @@ def known_enhancer_rate(model: Any, *, cpu_workers: int = 1, gpu_kind: str | Non
 
 def _calibrated_mpx_s(model: Any) -> tuple[float, str] | None:
     """The newest CPU calibration of this host and CPU for the model and precision."""
-    from nhance_batch.estimate.calibration import cache_path, cpu_name, read_json_object
-
     host, cpu, cores = socket.gethostname(), cpu_name(), os.cpu_count() or 1
     best: tuple[str, float] | None = None
-    for entry in read_json_object(cache_path()).values():
+    for entry in read_json_object(calibration_path()).values():
         machine = entry.get("machine") if isinstance(entry, dict) else None
         if not isinstance(machine, dict) or machine.get("gpu") or entry.get("gpu"):
             continue
@@ -190,7 +191,6 @@ def _calibrated_mpx_s(model: Any) -> tuple[float, str] | None:
 def _autotuned_mpx_s(model: Any) -> tuple[float, str] | None:
     """The best path's rate on its tuning crop, at the largest frame size tuned on this CPU
     for the model and precision."""
-    from nhance_batch.estimate.calibration import read_json_object
     from nhance_batch.model.autotune import PROXY_PIXELS, cache_path, cpu_model
 
     data = read_json_object(cache_path())
@@ -221,3 +221,36 @@ def _bucket(key: str) -> tuple[int, int] | None:
         if sep and width.isdigit() and height.isdigit():
             return int(width), int(height)
     return None
+
+
+def calibration_path() -> Path:
+    """This machine's calibration cache (written by ``plan`` and ``bench``):
+    ``$NHANCE_CACHE/calibration.json``, or the platform's user cache folder's."""
+    base = os.environ.get("NHANCE_CACHE")
+    if not base:
+        from platformdirs import user_cache_dir
+
+        base = user_cache_dir("nhance-batch")
+    return Path(base) / "calibration.json"
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the calibration keys it (``model name`` of /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object in the file at ``path``; empty when it is missing, unreadable or not an
+    object (a cache is only ever a hint)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
