@@ -157,3 +157,42 @@ def test_models_download_exits_1_when_a_download_fails(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "could not be downloaded" in result.output
     listed = CliRunner().invoke(cli, ["models", "--no-download"])
     assert listed.exit_code == 0 and "unresolved" in listed.output
+
+
+def test_a_finished_job_is_answered_under_its_lease(finished_job):
+    """The answer comes from the state read under the output's lease: while another driver
+    holds it, the rerun is refused like any run."""
+    from nhance_batch.state.layout import JobLayout
+    from nhance_batch.state.lease import LeaseError, lease_for
+
+    layout = JobLayout.create(finished_job.input, finished_job.output)
+    held = lease_for(layout.lease, layout.output_options)
+    held.acquire()
+    try:
+        with pytest.raises(LeaseError):
+            answer_without_work(finished_job)
+    finally:
+        held.release()
+    assert answer_without_work(finished_job).already_done
+
+
+def test_resume_reads_the_state_once_and_lays_the_job_out_once(finished_job, monkeypatch):
+    """``resume`` reads the recorded settings from the manifest's footer; its run reads the
+    whole state once (under the lease) and makes the job's layout once. (The job is left
+    finished again: its redone video is committed.)"""
+    from nhance_batch.state import jobstate
+    from nhance_batch.state.layout import JobLayout
+
+    reads, layouts = [], []
+    read_manifest, create = jobstate.read_manifest, JobLayout.create.__func__
+    monkeypatch.setattr(jobstate, "read_manifest",
+                        lambda *a, **k: reads.append(a) or read_manifest(*a, **k))
+    monkeypatch.setattr(JobLayout, "create", classmethod(
+        lambda cls, *a, **k: layouts.append(a) or create(cls, *a, **k)))
+    output = os.path.join(finished_job.output, "b.mp4")
+    os.remove(output)  # so the resume has work to do
+    result = CliRunner().invoke(cli, ["resume", finished_job.output, "--executor",
+                                      "sequential"])
+    assert result.exit_code == 0 and "already done" not in result.output
+    assert os.path.exists(output)
+    assert len(reads) == 1 and len(layouts) == 1
