@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import socket
 import tomllib
 from dataclasses import dataclass
@@ -171,6 +170,8 @@ def known_enhancer_rate(model: Any, *, cpu_workers: int = 1, gpu_kind: str | Non
 
 def _calibrated_mpx_s(model: Any) -> tuple[float, str] | None:
     """The newest CPU calibration of this host and CPU for the model and precision."""
+    from nhance_batch.model.autotune import cpu_name
+
     host, cpu, cores = socket.gethostname(), cpu_name(), os.cpu_count() or 1
     best: tuple[str, float] | None = None
     for entry in read_json_object(calibration_path()).values():
@@ -225,25 +226,10 @@ def _bucket(key: str) -> tuple[int, int] | None:
 
 def calibration_path() -> Path:
     """This machine's calibration cache (written by ``plan`` and ``bench``):
-    ``$NHANCE_CACHE/calibration.json``, or the platform's user cache folder's."""
-    base = os.environ.get("NHANCE_CACHE")
-    if not base:
-        from platformdirs import user_cache_dir
+    ``calibration.json`` in the user cache folder (:func:`~nhance_batch.storage.user_cache_dir`)."""
+    from nhance_batch.storage import user_cache_dir
 
-        base = user_cache_dir("nhance-batch")
-    return Path(base) / "calibration.json"
-
-
-def cpu_name() -> str:
-    """The CPU's model name as the calibration keys it (``model name`` of /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return user_cache_dir() / "calibration.json"
 
 
 def read_json_object(path: Path) -> dict:

@@ -163,3 +163,12 @@ def test_plan_reports_its_exit_code_instead_of_raising(tmp_path):
 
     config = run_config(str(tmp_path / "no such folder"), str(tmp_path / "out"))
     assert report_plan(config, calibrate=False) == 2
+
+
+def test_resume_without_a_readable_job_exits_2(runner, tmp_path):
+    result = runner.invoke(cli, ["resume", str(tmp_path)])
+    assert result.exit_code == 2 and "no job manifest" in result.output
+    (tmp_path / "_nhance").mkdir()
+    (tmp_path / "_nhance" / "manifest.parquet").write_bytes(b"not parquet at all")
+    result = runner.invoke(cli, ["resume", str(tmp_path)])
+    assert result.exit_code == 2 and "not a readable Parquet manifest" in result.output

@@ -9,13 +9,14 @@ import pytest
 
 from nhance_batch.model import registry
 from nhance_batch.model.registry import ModelError, ModelSpec, resolve
+from nhance_batch.storage import ENV_CACHE
 
 
 @pytest.fixture
 def no_env(monkeypatch, tmp_path):
     """No NHANCE_MODELS, and an empty cache of our own."""
     monkeypatch.delenv(registry.ENV_MODELS, raising=False)
-    monkeypatch.setenv(registry.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
     return tmp_path / "cache" / "models"
 
 

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from nhance_batch.rates import calibration_path, cpu_name, read_json_object
+from nhance_batch.model.autotune import cpu_name
+from nhance_batch.rates import calibration_path, read_json_object
 from nhance_batch.storage.objects import write_bytes
 
-#: Cache file name under the cache folder.
 #: Bumped when what is measured changes, so old entries are not reused.
 CALIBRATION_VERSION = 3
 #: Frame sizes the enhancer is timed at on CPUs (on a GPU: :data:`GPU_SIZES`), smallest first;

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from nhance_batch.storage.cache import user_cache_dir
 from nhance_batch.storage.objects import write_bytes
 
 import numpy as np
@@ -143,9 +144,8 @@ class Decision:
 
 
 # -- the key ---------------------------------------------------------------------------------
-def cpu_model() -> str:
-    """The CPU's model name with its family/model/stepping (names such as "AMD EPYC" alone do
-    not tell generations apart)."""
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields of Linux ``/proc/cpuinfo`` (empty elsewhere)."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
@@ -156,21 +156,26 @@ def cpu_model() -> str:
                 fields[name.strip()] = value.strip()
     except OSError:
         pass
-    name = fields.get("model name") or platform.processor() or platform.machine() or "cpu"
+    return fields
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``model name`` of ``/proc/cpuinfo``, else the platform's)."""
+    return cpu_info().get("model name") or platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_model() -> str:
+    """The CPU's model name with its family/model/stepping (names such as "AMD EPYC" alone do
+    not tell generations apart)."""
+    fields = cpu_info()
     ident = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
-    return f"{name} ({', '.join(ident)})" if ident else name
+    return f"{cpu_name()} ({', '.join(ident)})" if ident else cpu_name()
 
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith(("flags", "Features")):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
+    fields = cpu_info()
+    return set((fields.get("flags") or fields.get("Features") or "").split())
 
 
 def native_16bit() -> dict[str, bool]:
@@ -242,14 +247,7 @@ def cache_path() -> Path:
     """``$NHANCE_AUTOTUNE_CACHE`` (a file), else ``$NHANCE_CACHE/autotune.json``, else
     ``autotune.json`` in the platform's user cache folder."""
     explicit = os.environ.get("NHANCE_AUTOTUNE_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("NHANCE_CACHE")
-    if not base:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("nhance-batch")
-    return Path(base) / "autotune.json"
+    return Path(explicit) if explicit else user_cache_dir() / "autotune.json"
 
 
 class AutotuneCache:

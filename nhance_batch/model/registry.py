@@ -27,10 +27,10 @@ from importlib import resources
 from pathlib import Path
 
 from nhance_batch.checksum import file_sha256 as sha256
+from nhance_batch.storage.cache import user_cache_dir
 from nhance_batch.storage.objects import atomic_local_file
 
 ENV_MODELS = "NHANCE_MODELS"
-ENV_CACHE = "NHANCE_CACHE"
 ENV_USER_MODELS = "NHANCE_USER_MODELS"
 USER_MODEL_FILE = "model.json"
 DOWNLOAD_TIMEOUT_S = 60
@@ -165,13 +165,9 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def cache_dir() -> Path:
-    """The folder where downloaded models are kept (``$NHANCE_CACHE/models`` if set)."""
-    base = os.environ.get(ENV_CACHE)
-    if not base:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("nhance-batch")
-    return Path(base) / "models"
+    """The folder where downloaded models are kept: ``models`` in the user cache folder
+    (:func:`~nhance_batch.storage.user_cache_dir`)."""
+    return user_cache_dir() / "models"
 
 
 def _verify(spec: ModelSpec, folder: Path, where: str) -> None:

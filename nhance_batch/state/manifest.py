@@ -387,12 +387,12 @@ def _local_path(path: str, fs: Any) -> str:
     return path if fs is None else fs._strip_protocol(path)
 
 
-def load_manifest(path: str, fs: Any = None) -> Manifest | None:
-    """Read the manifest at ``path``; None if there is none.
+def _read(path: str, fs: Any, read: Any) -> Any:
+    """``read`` of the manifest file at ``path``, opened for reading; None if there is none.
 
-    ``fs`` is an fsspec filesystem, or None for a local path. Raises :class:`ManifestError`,
-    naming the path, if the file exists but is not a readable nhance manifest. Only the exact
-    path is read: temporary files a killed save left beside it are never taken for it.
+    ``fs`` is an fsspec filesystem, or None for a local path. Only the exact path is read:
+    temporary files a killed save left beside it are never taken for it. Raises
+    :class:`ManifestError`, naming the path, when the file cannot be read.
     """
     try:
         if _is_local(fs):
@@ -400,22 +400,33 @@ def load_manifest(path: str, fs: Any = None) -> Manifest | None:
             if not os.path.exists(local):
                 return None
             with open(local, "rb") as f:
-                data = f.read()
-        else:
-            if not fs.exists(path):
-                return None
-            with fs.open(path, "rb") as f:
-                data = f.read()
+                return read(f)
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "rb") as f:
+            return read(f)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ManifestError(f"cannot read the manifest {path}: {exc}") from exc
+
+
+def _unreadable(path: str, exc: Exception) -> ManifestError:
+    return ManifestError(
+        f"{path} is not a readable Parquet manifest ({exc}); move it away to start afresh")
+
+
+def load_manifest(path: str, fs: Any = None) -> Manifest | None:
+    """Read the manifest at ``path`` (:func:`_read`); None if there is none. Raises
+    :class:`ManifestError`, naming the path, if the file exists but is not a readable nhance
+    manifest."""
+    data = _read(path, fs, lambda f: f.read())
+    if data is None:
+        return None
     try:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise ManifestError(
-            f"{path} is not a readable Parquet manifest ({exc}); move it away to start afresh"
-        ) from exc
+        raise _unreadable(path, exc) from exc
     try:
         return Manifest.from_table(table)
     except ManifestError as exc:
@@ -423,26 +434,15 @@ def load_manifest(path: str, fs: Any = None) -> Manifest | None:
 
 
 def load_job(path: str, fs: Any = None) -> dict | None:
-    """The job settings recorded in the manifest at ``path`` (read from the file's footer
-    alone, without its videos); None if there is none. Raises :class:`ManifestError` as
+    """The job settings recorded in the manifest at ``path``, read from the file's footer
+    alone, without its videos; None if there is none. Raises :class:`ManifestError` as
     :func:`load_manifest` does."""
     try:
-        if _is_local(fs):
-            local = _local_path(path, fs)
-            if not os.path.exists(local):
-                return None
-            schema = pq.read_schema(local)
-        else:
-            if not fs.exists(path):
-                return None
-            with fs.open(path, "rb") as f:
-                schema = pq.read_schema(f)
-    except FileNotFoundError:
+        schema = _read(path, fs, pq.read_schema)
+    except (pa.ArrowException, ValueError) as exc:
+        raise _unreadable(path, exc) from exc
+    if schema is None:
         return None
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise ManifestError(
-            f"{path} is not a readable Parquet manifest ({exc}); move it away to start afresh"
-        ) from exc
     try:
         return _read_metadata(schema.metadata or {})[0]
     except ManifestError as exc:

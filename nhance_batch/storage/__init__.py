@@ -17,8 +17,9 @@ code that talks to a store. One module per concern:
 The names below are the package's interface.
 """
 
-from nhance_batch.storage.cache import (DEFAULT_INPUT_CACHE_BYTES, ENV_INPUT_CACHE_BYTES,
-                                        InputCache, default_cache_dir, local_input)
+from nhance_batch.storage.cache import (DEFAULT_INPUT_CACHE_BYTES, ENV_CACHE,
+                                        ENV_INPUT_CACHE_BYTES, InputCache, default_cache_dir,
+                                        local_input, user_cache_dir)
 from nhance_batch.storage.errors import StorageError
 from nhance_batch.storage.listing import (VIDEO_EXTENSIONS, StoredVideo, fingerprint,
                                           is_video_name, list_local, list_videos,
@@ -34,7 +35,7 @@ from nhance_batch.storage.urls import (EXTRAS, is_local, is_local_url, join, loc
                                        resolve)
 
 __all__ = [
-    "DEFAULT_INPUT_CACHE_BYTES", "DEFAULT_RETRY", "ENV_INPUT_CACHE_BYTES", "EXTRAS",
+    "DEFAULT_INPUT_CACHE_BYTES", "DEFAULT_RETRY", "ENV_CACHE", "ENV_INPUT_CACHE_BYTES", "EXTRAS",
     "VIDEO_EXTENSIONS", "InputCache", "RedactingFilter", "RetryPolicy", "StorageError",
     "StoredVideo", "atomic_local_file", "commit_local", "default_cache_dir", "download",
     "exists", "fingerprint", "install_log_redaction", "is_local", "is_local_url",
@@ -42,5 +43,5 @@ __all__ = [
     "local_path", "makedirs_for", "options_for", "parent", "parse_storage_options",
     "protocol_of", "read_bytes", "redact", "redacted_options", "remove", "resolve",
     "secret_values", "size", "temp_name", "upload", "video_fingerprint", "with_retries",
-    "write_bytes",
+    "user_cache_dir", "write_bytes",
 ]

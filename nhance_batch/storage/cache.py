@@ -20,14 +20,24 @@ ENV_INPUT_CACHE_BYTES = "NHANCE_INPUT_CACHE_BYTES"
 DEFAULT_INPUT_CACHE_BYTES = 20 * 2**30
 
 
-def default_cache_dir() -> str:
-    """``$NHANCE_CACHE/inputs``, or the platform's user cache folder's ``inputs``."""
-    base = os.environ.get("NHANCE_CACHE")
-    if not base:
-        from platformdirs import user_cache_dir
+#: The environment variable that moves every per-user cache of nhance-batch.
+ENV_CACHE = "NHANCE_CACHE"
 
-        base = user_cache_dir("nhance-batch")
-    return os.path.join(base, "inputs")
+
+def user_cache_dir() -> Path:
+    """The folder of this user's caches (models, inputs, calibration, autotune timings):
+    ``$NHANCE_CACHE``, else the platform's user cache folder."""
+    base = os.environ.get(ENV_CACHE)
+    if not base:
+        from platformdirs import user_cache_dir as platform_cache_dir
+
+        base = platform_cache_dir("nhance-batch")
+    return Path(base)
+
+
+def default_cache_dir() -> str:
+    """The input cache's folder: ``inputs`` in :func:`user_cache_dir`."""
+    return str(user_cache_dir() / "inputs")
 
 
 class InputCache:

@@ -17,7 +17,7 @@ from tests.pipeline.test_resume import StopAfter, run_sequential
 
 def calibrated(monkeypatch, tmp_path, mpx_s: float) -> None:
     """This machine's calibration cache says the enhancer runs ``mpx_s`` megapixels/s."""
-    from nhance_batch.rates import cpu_name
+    from nhance_batch.model.autotune import cpu_name
 
     cache = tmp_path / "cache"
     cache.mkdir(exist_ok=True)
